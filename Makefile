@@ -33,7 +33,7 @@ smoke: setup
 
 ## make test: the whole test suite (notebooks run in smoke mode)
 test: setup
-	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 ## make lab: JupyterLab on the notebooks (localhost, with a token)
 lab: setup

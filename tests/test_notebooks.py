@@ -1,6 +1,6 @@
 """The ordered notebooks: hygiene (thin, parameterised, stripped) and a smoke run of 01-04.
 
-The smoke pipeline runs once (module-scoped fixture, one xdist group) with papermill on the
+The smoke pipeline runs once (session fixture in conftest.py, one xdist group) with papermill on the
 embedded default data in SMOKE mode; each test then checks what one notebook wrote.
 """
 
@@ -47,12 +47,6 @@ def test_notebook_hygiene(path: Path) -> None:
             f"{path.name} cell {i}: notebooks are committed without outputs"
         )
     assert any(c.cell_type == "markdown" for c in nb.cells), "prose for the reader is expected"
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> runner.RunRecord:
-    run_dir = tmp_path_factory.mktemp("runs") / "smoke"
-    return runner.run_notebooks(run_dir, smoke=True, index=True)
 
 
 def _metrics(record: runner.RunRecord, name: str) -> dict:
