@@ -24,6 +24,10 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.xdist_group("notebooks"),
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed"),
+    pytest.mark.skipif(
+        not any(p.name.startswith("04_") for p in runner.discover_notebooks()),
+        reason="notebook 04 (issue #5) is not written yet",
+    ),
 ]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

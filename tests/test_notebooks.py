@@ -17,11 +17,12 @@ from bmlib import runner
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-EXPECTED = ["01_data_curation", "02_pretraining", "03_benchmark_evaluation", "04_interpretation"]
+# 03_benchmark_evaluation and 04_interpretation follow (issues #4, #5)
+EXPECTED = ["01_data_curation", "02_pretraining"]
 MAX_CELL_LINES = 15
 
 
-def test_the_four_notebooks_exist() -> None:
+def test_the_ordered_notebooks_exist() -> None:
     assert [p.stem for p in NOTEBOOKS] == EXPECTED
 
 
