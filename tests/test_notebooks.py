@@ -11,14 +11,15 @@ import json
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 from bmlib import runner
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-# 03_benchmark_evaluation and 04_interpretation follow (issues #4, #5)
-EXPECTED = ["01_data_curation", "02_pretraining"]
+# 04_interpretation follows (issue #5)
+EXPECTED = ["01_data_curation", "02_pretraining", "03_benchmark_evaluation"]
 MAX_CELL_LINES = 15
 
 
@@ -60,3 +61,21 @@ def test_smoke_pipeline_runs(smoke_run: runner.RunRecord) -> None:
     failure = smoke_run.failure()
     assert smoke_run.ok, f"{failure.notebook} failed: {failure.error}" if failure else smoke_run
     assert [nb.notebook for nb in smoke_run.notebooks] == [f"{s}.ipynb" for s in EXPECTED]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("notebooks")
+def test_smoke_outputs(smoke_run: runner.RunRecord) -> None:
+    assert smoke_run.ok, smoke_run.failure()
+    run = Path(smoke_run.run_dir)
+    m01 = _metrics(smoke_run, "01_data_curation")
+    assert m01["n_scans"] > 100 and m01["n_tasks"] >= 5
+    assert m01["fc_similarity_to_hcp"] > 0.7
+    assert (run / "data" / "manifest.csv").exists() and (run / "data" / "tasks.json").exists()
+    m02 = _metrics(smoke_run, "02_pretraining")
+    assert m02["steps"] > 0 and np.isfinite(m02["final_loss"]) and m02["final_emb_std"] > 0
+    assert (run / "pretrain" / "checkpoint.pt").exists() and (run / "pretrain" / "model_card.json").exists()
+    m03 = _metrics(smoke_run, "03_benchmark_evaluation")
+    auc = m03["benchmark"]["dmn_hyperconnectivity"]["kfold"]["fc_logreg"]["roc_auc"]["mean"]
+    assert 0.5 < auc <= 1.0, "the strong planted DMN effect is found by the FC baseline"
+    assert (run / "evaluation" / "results.csv").exists()

@@ -197,8 +197,9 @@ def summarize(
             sem = std / np.sqrt(n) if n > 1 else float("nan")
         half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * sem) if n > 1 else float("nan")
         key = key if isinstance(key, tuple) else (key,)
+        # every metric here lives in [0, 1]: a t interval past the bounds is clipped to them
         rows.append({**dict(zip(keys, key, strict=True)), "n": n, "mean": mean, "std": std, "sem": sem,
-                     "ci_low": mean - half, "ci_high": mean + half})
+                     "ci_low": max(mean - half, 0.0), "ci_high": min(mean + half, 1.0)})
     columns = [*keys, "n", "mean", "std", "sem", "ci_low", "ci_high"]
     return pd.DataFrame(rows, columns=columns)
 
