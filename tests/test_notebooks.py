@@ -18,8 +18,7 @@ from bmlib import runner
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-# 04_interpretation follows (issue #5)
-EXPECTED = ["01_data_curation", "02_pretraining", "03_benchmark_evaluation"]
+EXPECTED = ["01_data_curation", "02_pretraining", "03_benchmark_evaluation", "04_interpretation"]
 MAX_CELL_LINES = 15
 
 
@@ -79,3 +78,7 @@ def test_smoke_outputs(smoke_run: runner.RunRecord) -> None:
     auc = m03["benchmark"]["dmn_hyperconnectivity"]["kfold"]["fc_logreg"]["roc_auc"]["mean"]
     assert 0.5 < auc <= 1.0, "the strong planted DMN effect is found by the FC baseline"
     assert (run / "evaluation" / "results.csv").exists()
+    m04 = _metrics(smoke_run, "04_interpretation")
+    assert m04["univariate.roi_auc"] > 0.8, "the univariate map recovers the planted DMN ROIs"
+    assert (run / "interpretation" / "dmn_hyperconnectivity_brain3d.html").exists()
+    assert (run / "interpretation" / "dmn_hyperconnectivity_occlusion.png").exists()
