@@ -20,6 +20,8 @@ import argparse
 import json
 import logging
 import sys
+
+import yaml
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -279,7 +281,71 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     _add_pretrain(subparsers)
+    _add_notebooks(subparsers)
     return parser
+
+
+def _add_notebooks(subparsers: Any) -> None:
+    """``bmlib notebooks run|sweep|index``: papermill runs of the ordered notebooks."""
+    nb = subparsers.add_parser("notebooks", help="run the ordered notebooks with papermill")
+    sub = nb.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="notebook parameter (value parsed as YAML); repeatable")
+    common.add_argument("--params-file", type=Path, help="YAML file of NAME: VALUE parameters")
+    common.add_argument("--smoke", action="store_true", help="SMOKE=True: small sizes, minutes")
+    common.add_argument("--only", nargs="+", help="notebook prefixes to run, e.g. 03 04")
+    run = sub.add_parser("run", parents=[common], help="one run into a run folder")
+    run.add_argument("--out", type=Path, required=True, help="run folder, e.g. runs/2026-11-25")
+    run.set_defaults(func=_cmd_notebooks_run)
+    sweep = sub.add_parser("sweep", parents=[common], help="one run per point of a parameter grid")
+    sweep.add_argument("--out", type=Path, required=True, help="folder receiving one run folder per point")
+    sweep.add_argument("--grid", type=Path, required=True, help="YAML file NAME: [values, ...]")
+    sweep.set_defaults(func=_cmd_notebooks_sweep)
+    index = sub.add_parser("index", help="print the index of runs of a folder")
+    index.add_argument("root", type=Path, nargs="?", default=Path("runs"))
+    index.set_defaults(func=_cmd_notebooks_index)
+
+
+def _notebook_params(args: argparse.Namespace) -> dict[str, Any]:
+    from bmlib import runner
+
+    params: dict[str, Any] = {}
+    if args.params_file is not None:
+        params.update(yaml.safe_load(args.params_file.read_text()) or {})
+    params.update({name: runner.parse_parameter_value(value) for name, value in args.parameter})
+    return params
+
+
+def _cmd_notebooks_run(args: argparse.Namespace) -> int:
+    from bmlib import runner
+
+    record = runner.run_notebooks(args.out, _notebook_params(args), smoke=args.smoke, only=args.only)
+    for nb in record.notebooks:
+        print(f"{nb.notebook:32s} {nb.status:8s} {nb.wall_s:8.1f} s")
+    failure = record.failure()
+    if failure is not None:
+        print(f"FAILED in {failure.notebook}:\n{failure.error}", file=sys.stderr)
+        return 1
+    print(f"run folder: {record.run_dir}")
+    return 0
+
+
+def _cmd_notebooks_sweep(args: argparse.Namespace) -> int:
+    from bmlib import runner
+
+    grid = yaml.safe_load(args.grid.read_text())
+    table = runner.run_sweep(args.out, grid, _notebook_params(args), smoke=args.smoke, only=args.only)
+    print(table.to_string(index=False))
+    return 0 if (table["status"] == "ok").all() else 1
+
+
+def _cmd_notebooks_index(args: argparse.Namespace) -> int:
+    from bmlib import runner
+
+    print(runner.read_index(args.root).to_string(index=False))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -200,3 +200,18 @@ def test_torchrun_two_processes(config: Path) -> None:
     card = json.loads((config.parent / "pretrain" / "model_card.json").read_text())
     # 16 scans / 2 processes / batch 4 = 2 steps per epoch
     assert card["world_size"] == 2 and card["steps"] == 4 and card["effective_batch_size"] == 8
+
+
+def test_notebooks_subcommand_refuses_unknown_parameter(tmp_path) -> None:
+    from bmlib.cli import main
+
+    with pytest.raises(ValueError, match="declared by none of the notebooks"):
+        main(["notebooks", "run", "--out", str(tmp_path / "r"), "-p", "NOT_A_PARAMETER", "1"])
+
+
+def test_notebooks_index_prints_table(tmp_path, capsys) -> None:
+    from bmlib.cli import main
+
+    (tmp_path / "index.csv").write_text("run_id,status\na,ok\n")
+    assert main(["notebooks", "index", str(tmp_path)]) == 0
+    assert "a" in capsys.readouterr().out
