@@ -60,7 +60,9 @@ def lab(tmp_path: Path, smoke_run: runner.RunRecord):
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     log = open(tmp_path / "lab.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    # the kernel must use Jupyter's inline backend as a user's would, not the tests' Agg
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=work, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -109,6 +111,8 @@ def test_notebook_04_runs_in_jupyterlab(lab) -> None:
         assert page.locator(".js-plotly-plot").count() >= 1
         widgets = page.locator(".jupyter-widgets .widget-dropdown select, .jupyter-widgets select")
         assert widgets.count() >= 1, "the ipywidgets explorer did not render"
+        explorer_images = page.locator(".jupyter-widgets .jp-OutputArea-output img")
+        assert explorer_images.count() >= 1, "the explorer's output area shows no figure"
         page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "jupyterlab_notebook04.png"), full_page=False)
         browser.close()
