@@ -107,7 +107,7 @@ def test_notebook_04_runs_in_jupyterlab(lab) -> None:
         errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] >> text=Traceback")
         assert errors.count() == 0, errors.first.inner_text()
         assert page.locator(".jp-RenderedText >> text=Error").count() == 0
-        page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+        page.wait_for_selector(".js-plotly-plot", state="attached", timeout=120_000)
         assert page.locator(".js-plotly-plot").count() >= 1
         widgets = page.locator(".jupyter-widgets .widget-dropdown select, .jupyter-widgets select")
         assert widgets.count() >= 1, "the ipywidgets explorer did not render"
