@@ -24,11 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from bmlib.connectivity import (
     FISHER_Z_CLIP,
@@ -49,6 +52,7 @@ __all__ = [
     "make_views",
     "PFCCollate",
     "TwoViewDataset",
+    "view_similarity",
 ]
 
 Mode = Literal["drop", "crop"]
@@ -495,3 +499,98 @@ class TwoViewDataset(Dataset):
         item["views"] = views[:, 0]  # type: ignore[index]  # (n_views, R, R)
         item.setdefault("index", i)
         return item
+
+
+def view_similarity(
+    x: torch.Tensor | np.ndarray,
+    lengths: torch.Tensor | Sequence[int] | None = None,
+    *,
+    drop_fractions: Sequence[float] = (0.05, 0.1, 0.2, 0.3, 0.5),
+    n_views: int = 20,
+    mode: Mode = "drop",
+    crop_lengths: Sequence[int | float] | None = None,
+    min_timepoints: int = DEFAULT_MIN_TIMEPOINTS,
+    seed: int = 0,
+    sample_ids: Sequence[Any] | None = None,
+) -> pd.DataFrame:
+    """How far pFC views move from the full-scan FC as more timepoints are removed.
+
+    For every scan and every augmentation strength, ``n_views`` views are drawn (batched over
+    scans, as in pretraining) and each view's upper triangle is correlated with the upper
+    triangle of the scan's full FC. A Pearson r near 1 means the view is nearly the same network;
+    the drop in r with the fraction removed shows how strong the augmentation is.
+
+    Parameters
+    ----------
+    x : Tensor or ndarray (B, T, R)
+        Padded time series (see :func:`pad_series`).
+    lengths : Tensor or sequence of int (B,), optional
+        Valid timepoints per scan (all ``T`` when omitted).
+    drop_fractions : sequence of float, default=(0.05, 0.1, 0.2, 0.3, 0.5)
+        Fractions of timepoints dropped (``mode="drop"``), each in ``[0, 1)``.
+    n_views : int, default=20
+        Views per scan and strength.
+    mode : {"drop", "crop"}, default="drop"
+    crop_lengths : sequence of int or float, optional
+        Crop windows (``mode="crop"``; timepoints, or fractions of each scan in ``(0, 1]``).
+    min_timepoints : int, default=20
+        Strengths leaving fewer timepoints are refused (ValueError from :func:`make_views`).
+    seed : int, default=0
+        Seed of the view generator (same seed, same table).
+    sample_ids : sequence, optional
+        Identifiers for the ``B`` scans (default ``0 .. B-1``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (scan, strength, view): ``sample``, ``drop_fraction`` or ``crop_length``,
+        ``view``, ``n_kept`` (timepoints in the view) and ``r_to_full_fc``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.randn(2, 120, 10, generator=torch.Generator().manual_seed(0))
+    >>> table = view_similarity(x, drop_fractions=[0.1, 0.5], n_views=3)
+    >>> table.shape, sorted(table["drop_fraction"].unique())
+    ((12, 5), [0.1, 0.5])
+    """
+    import pandas as pd
+
+    from bmlib.connectivity import batch_fc
+
+    _check_choice("mode", mode, ("drop", "crop"))
+    strengths = list(drop_fractions if mode == "drop" else (crop_lengths or []))
+    column = "drop_fraction" if mode == "drop" else "crop_length"
+    if not strengths:
+        raise ValueError(f"expected at least one {'drop fraction' if mode == 'drop' else 'crop length'}, got none")
+    if not isinstance(n_views, int | np.integer) or n_views < 1:
+        raise ValueError(f"expected n_views to be a positive integer, got {n_views!r}")
+    xb = _as_batch(x)
+    batch, t_max, n_rois = xb.shape
+    if sample_ids is None:
+        sample_ids = list(range(batch))
+    elif len(sample_ids) != batch:
+        raise ValueError(f"expected {batch} sample_ids (one per scan), got {len(sample_ids)}")
+    full = batch_fc(xb, lengths)  # (B, R, R)
+    rows, cols = np.triu_indices(n_rois, 1)
+    iu = (torch.as_tensor(rows, device=xb.device), torch.as_tensor(cols, device=xb.device))
+    ref = full[:, iu[0], iu[1]]
+    ref = ref - ref.mean(-1, keepdim=True)
+    ref = ref / ref.norm(dim=-1, keepdim=True)
+    generator = torch.Generator(device=xb.device).manual_seed(int(seed))
+    frames = []
+    for strength in strengths:
+        kwargs = {"drop_fraction": float(strength)} if mode == "drop" else {"crop_length": strength}
+        views, idx = make_views(xb, lengths, n_views=n_views, mode=mode, min_timepoints=min_timepoints,
+                                generator=generator, return_indices=True, **kwargs)
+        v = views[:, :, iu[0], iu[1]]  # (V, B, E)
+        v = v - v.mean(-1, keepdim=True)
+        r = (v * ref[None]).sum(-1) / v.norm(dim=-1)  # (V, B)
+        frames.append(pd.DataFrame({
+            "sample": np.tile(np.asarray(sample_ids, dtype=object), n_views),
+            column: strength,
+            "view": np.repeat(np.arange(n_views), batch),
+            "n_kept": idx.counts.reshape(-1).cpu().numpy(),
+            "r_to_full_fc": r.reshape(-1).double().cpu().numpy(),
+        }))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)

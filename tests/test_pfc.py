@@ -15,6 +15,7 @@ from bmlib.pfc import (
     make_views,
     pad_series,
     view_indices,
+    view_similarity,
 )
 
 
@@ -272,3 +273,48 @@ def test_views_do_not_depend_on_torch_threads() -> None:
     finally:
         torch.set_num_threads(before)
     torch.testing.assert_close(one, two, atol=1e-6, rtol=0)
+
+
+# ----------------------------------------------------------------------------- view_similarity
+def test_view_similarity_matches_direct_correlation_of_each_view() -> None:
+    x, lengths = _batch([150, 120, 90])
+    table = view_similarity(x, lengths, drop_fractions=[0.3], n_views=4, seed=3, sample_ids=["a", "b", "c"])
+    views = make_views(x, lengths, n_views=4, drop_fraction=0.3, generator=_gen(3))
+    full = batch_fc(x, lengths)
+    iu = np.triu_indices(10, 1)
+    for row in table.itertuples():
+        scan = ["a", "b", "c"].index(row.sample)
+        expected = np.corrcoef(views[row.view, scan].numpy()[iu], full[scan].numpy()[iu])[0, 1]
+        assert row.r_to_full_fc == pytest.approx(expected, abs=1e-10)
+        assert row.n_kept == [150, 120, 90][scan] - round(0.3 * [150, 120, 90][scan])
+    assert len(table) == 12 and set(table.columns) == {"sample", "drop_fraction", "view", "n_kept", "r_to_full_fc"}
+
+
+def test_view_similarity_falls_as_more_timepoints_are_dropped() -> None:
+    x, lengths = _batch([300, 300, 250], seed=1)
+    table = view_similarity(x, lengths, drop_fractions=[0.0, 0.1, 0.3, 0.6], n_views=10)
+    means = table.groupby("drop_fraction")["r_to_full_fc"].mean()
+    assert means.loc[0.0] == pytest.approx(1.0, abs=1e-12)
+    assert means.is_monotonic_decreasing and means.loc[0.6] < means.loc[0.1] - 0.01
+
+
+def test_view_similarity_is_seeded() -> None:
+    x, lengths = _batch([100, 80])
+    a = view_similarity(x, lengths, drop_fractions=[0.2, 0.4], n_views=3, seed=5)
+    b = view_similarity(x, lengths, drop_fractions=[0.2, 0.4], n_views=3, seed=5)
+    c = view_similarity(x, lengths, drop_fractions=[0.2, 0.4], n_views=3, seed=6)
+    assert a.equals(b) and not np.allclose(a["r_to_full_fc"], c["r_to_full_fc"])
+
+
+def test_view_similarity_crop_mode_and_input_checks() -> None:
+    x, lengths = _batch([100, 60])
+    table = view_similarity(x, lengths, mode="crop", crop_lengths=[30, 0.5], n_views=2)
+    assert table.groupby("crop_length")["n_kept"].apply(sorted).to_dict() == {0.5: [30, 30, 50, 50], 30.0: [30] * 4}
+    with pytest.raises(ValueError, match="at least one"):
+        view_similarity(x, lengths, drop_fractions=[])
+    with pytest.raises(ValueError, match="2 sample_ids"):
+        view_similarity(x, lengths, sample_ids=["only-one"])
+    with pytest.raises(ValueError, match="n_views"):
+        view_similarity(x, lengths, n_views=0)
+    with pytest.raises(ValueError, match="has 100 timepoints"):  # 90% dropped leaves 10 < 20
+        view_similarity(x, lengths, drop_fractions=[0.9])
