@@ -302,6 +302,8 @@ def _add_notebooks(subparsers: Any) -> None:
     sweep = sub.add_parser("sweep", parents=[common], help="one run per point of a parameter grid")
     sweep.add_argument("--out", type=Path, required=True, help="folder receiving one run folder per point")
     sweep.add_argument("--grid", type=Path, required=True, help="YAML file NAME: [values, ...]")
+    sweep.add_argument("--plot-metric", action="append", default=None, metavar="METRIC",
+                       help="metric compared in sweep.png (repeatable; default: those that vary)")
     sweep.set_defaults(func=_cmd_notebooks_sweep)
     index = sub.add_parser("index", help="print the index of runs of a folder")
     index.add_argument("root", type=Path, nargs="?", default=Path("runs"))
@@ -336,8 +338,10 @@ def _cmd_notebooks_sweep(args: argparse.Namespace) -> int:
     from bmlib import runner
 
     grid = yaml.safe_load(args.grid.read_text())
-    table = runner.run_sweep(args.out, grid, _notebook_params(args), smoke=args.smoke, only=args.only)
+    table = runner.run_sweep(args.out, grid, _notebook_params(args), smoke=args.smoke, only=args.only,
+                             plot_metrics=args.plot_metric)
     print(table.to_string(index=False))
+    print(f"comparison: {args.out / 'sweep.csv'}, {args.out / 'sweep.png'}")
     return 0 if (table["status"] == "ok").all() else 1
 
 

@@ -34,6 +34,10 @@ Validation against planted truth: :func:`recovery_scores` / :func:`recovery_tabl
 :func:`network_importance`, :func:`network_pair_importance` and
 :func:`network_permutation_test` (labels shuffled, within site if given, probe refitted).
 Per-subject atypicality: :func:`reconstruction_error_map` and :func:`atypicality`.
+What the MRM head reconstructs: :func:`reconstruct_masked` (masked rows vs truth).
+
+One task end to end: :func:`interpret_task`; every labelled task of a dataset, with one recovery
+and one network table across tasks: :func:`interpret_tasks`.
 """
 
 from __future__ import annotations
@@ -84,6 +88,8 @@ __all__ = [
     "network_permutation_test",
     "load_pretrainer",
     "reconstruction_error_map",
+    "MaskedReconstruction",
+    "reconstruct_masked",
     "atypicality",
     "importance_frame",
     "save_importance",
@@ -92,6 +98,8 @@ __all__ = [
     "load_task",
     "TaskInterpretation",
     "interpret_task",
+    "TaskSetInterpretation",
+    "interpret_tasks",
 ]
 
 METHODS = ("occlusion", "gradient", "rollout")
@@ -1322,6 +1330,235 @@ def reconstruction_error_map(
     return out.numpy()
 
 
+@dataclass(frozen=True)
+class MaskedReconstruction:
+    """True and MRM-predicted FC rows of the masked ROIs of N scans (one seeded mask per scan).
+
+    Attributes
+    ----------
+    mask : ndarray of bool, shape (N, R)
+        ``True`` = masked (row and column hidden from the encoder).
+    indices : ndarray of int64, shape (N, k)
+        The masked ROIs of each scan, in ascending order.
+    truth : ndarray of float32, shape (N, k, R)
+        True FC rows of the masked ROIs (full rows, own diagonal entry included).
+    predicted : ndarray of float32, shape (N, k, R)
+        Rows predicted by the MRM head from the visible ROIs.
+    roi_r : ndarray of float64, shape (N, k)
+        Pearson r between each true and predicted row (NaN when either row is constant).
+    roi_mse : ndarray of float64, shape (N, k)
+        Mean squared error of each predicted row.
+    reference : ndarray of float32, shape (N, k, R), or None
+        Rows of a reference FC (e.g. the group-mean FC): the trivial "predict the average"
+        answer the MRM head should beat.
+    reference_r, reference_mse : ndarray of float64, shape (N, k), or None
+        The same scores for ``reference``.
+    exclude_diagonal : bool
+        Whether each row's own diagonal entry (always 1 in FC) was left out of the scores.
+    """
+
+    mask: np.ndarray
+    indices: np.ndarray
+    truth: np.ndarray
+    predicted: np.ndarray
+    roi_r: np.ndarray
+    roi_mse: np.ndarray
+    reference: np.ndarray | None = None
+    reference_r: np.ndarray | None = None
+    reference_mse: np.ndarray | None = None
+    exclude_diagonal: bool = True
+
+    def __len__(self) -> int:
+        return int(self.mask.shape[0])
+
+    def scored(self) -> np.ndarray:
+        """Bool (N, k, R): entries that enter the scores (all but the own diagonal if excluded)."""
+        return _scored_entries(self.indices, self.truth.shape[-1], self.exclude_diagonal)
+
+    def pairs(self, scan: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Scored (true, predicted) entries of one scan's masked rows, flattened: two arrays (m,)."""
+        if not isinstance(scan, (int, np.integer)) or not -len(self) <= scan < len(self):
+            raise IndexError(f"expected a scan index in [0, {len(self)}), got {scan!r}")
+        keep = self.scored()[scan]
+        return self.truth[scan][keep], self.predicted[scan][keep]
+
+    def summary(self) -> dict[str, float]:
+        """Mean per-ROI r and MSE over all scans and masked ROIs (and the reference's, if any)."""
+        out = {"mrm_r": float(np.nanmean(self.roi_r)), "mrm_mse": float(np.mean(self.roi_mse))}
+        if self.reference_r is not None and self.reference_mse is not None:
+            out |= {"reference_r": float(np.nanmean(self.reference_r)),
+                    "reference_mse": float(np.mean(self.reference_mse))}  # fmt: skip
+        return out
+
+
+def _scored_entries(indices: np.ndarray, n_rois: int, exclude_diagonal: bool) -> np.ndarray:
+    """Bool (N, k, R) of the scored entries of the masked rows ``indices`` (N, k)."""
+    n, k = indices.shape
+    keep = np.ones((n, k, n_rois), dtype=bool)
+    if exclude_diagonal:
+        keep[np.arange(n)[:, None], np.arange(k)[None, :], indices] = False
+    return keep
+
+
+def _row_scores(truth: np.ndarray, pred: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson r and MSE over the last axis, counting only ``keep`` entries: two arrays (N, k)."""
+    w = keep.astype(np.float64)
+    t, p = truth.astype(np.float64), pred.astype(np.float64)
+    n = w.sum(-1)  # (N, k)
+    tc = (t - (w * t).sum(-1, keepdims=True) / n[..., None]) * w  # (N, k, R)
+    pc = (p - (w * p).sum(-1, keepdims=True) / n[..., None]) * w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (tc * pc).sum(-1) / np.sqrt((tc**2).sum(-1) * (pc**2).sum(-1))
+    mse = (w * (p - t) ** 2).sum(-1) / n
+    return r, mse
+
+
+def _resolve_recon_mask(
+    model: Any, n: int, r: int, mask: Any, mask_ratio: float | None, mask_count: int | None, seed: int | None
+) -> Tensor:
+    """The (N, R) bool mask of :func:`reconstruct_masked` (given, or drawn as in pretraining)."""
+    from bmlib.objectives import random_roi_mask, resolve_mask_count
+
+    if mask is not None:
+        if mask_ratio is not None or mask_count is not None:
+            raise ValueError("give either mask or mask_ratio / mask_count, not both")
+        m = torch.as_tensor(np.asarray(mask))
+        if m.dtype != torch.bool:
+            raise TypeError(f"expected mask as a bool array (N, R) or (R,) with True = masked, got dtype {m.dtype}")
+        m = m.expand(n, r) if m.shape == (r,) else m
+        if tuple(m.shape) != (n, r):
+            raise ValueError(f"expected mask of shape ({n}, {r}) or ({r},), got {tuple(m.shape)}")
+        counts = m.sum(1)
+        if bool((counts != counts[0]).any()) or not 1 <= int(counts[0]) <= r - 1:
+            raise ValueError(
+                f"expected the same number (1 to {r - 1}) of masked ROIs in every scan, got {counts.tolist()[:10]}"
+            )
+        return m.clone()
+    if mask_ratio is not None and mask_count is not None:
+        raise ValueError(f"give mask_ratio or mask_count, not both (got {mask_ratio!r} and {mask_count!r})")
+    if mask_ratio is not None or mask_count is not None:
+        k = resolve_mask_count(r, ratio=mask_ratio, count=mask_count)
+    elif getattr(model, "n_masked", 0):
+        k = int(model.n_masked)  # the pretrainer's own count (ObjectiveConfig.mask_ratio / mask_count)
+    elif getattr(model, "objective_cfg", None) is not None and (
+        model.objective_cfg.mask_ratio is not None or model.objective_cfg.mask_count is not None
+    ):
+        k = model.objective_cfg.n_masked(r)
+    else:
+        raise ValueError(
+            "cannot tell how many ROIs to mask: pass mask_ratio or mask_count (needed for an "
+            "(encoder, mrm_head) pair or a pretrainer trained without masking)"
+        )
+    generator = None if seed is None else torch.Generator().manual_seed(int(seed))
+    return random_roi_mask(n, r, count=k, generator=generator)
+
+
+def reconstruct_masked(
+    model: Any,
+    fc: Any,
+    *,
+    mask_ratio: float | None = None,
+    mask_count: int | None = None,
+    mask: Any = None,
+    seed: int | None = 0,
+    reference: Any = None,
+    exclude_diagonal: bool = True,
+    batch_size: int = 128,
+) -> MaskedReconstruction:
+    """Mask ROIs of full FC matrices as in pretraining and let the MRM head reconstruct their rows.
+
+    Each scan gets its own random set of ``k`` masked ROIs, drawn with
+    :func:`bmlib.objectives.random_roi_mask` from a generator seeded with ``seed``; the masked
+    rows *and* columns are hidden from the encoder (as in training) and the MRM head predicts
+    the masked ROIs' FC rows from the visible ones.
+
+    Parameters
+    ----------
+    model : pretrainer or (encoder, mrm_head)
+        A :class:`bmlib.objectives.BrainMassPretrainer` (e.g. from :func:`load_pretrainer`) or a
+        pair; ``mrm_head(tokens (B, R, D)) -> (B, R, R)``. Run in eval mode, without gradients.
+    fc : array-like of shape (R, R) or (N, R, R)
+        Full-length FC (no pseudo-FC), e.g. of held-out scans.
+    mask_ratio : float, optional
+        Fraction of ROIs to mask. Default: the pretrainer's own ``k``
+        (``BrainMassPretrainer.n_masked``, from ``ObjectiveConfig``); required (or
+        ``mask_count``) for an (encoder, mrm_head) pair.
+    mask_count : int, optional
+        Number of ROIs to mask instead of a ratio.
+    mask : array-like of bool, shape (N, R) or (R,), optional
+        Explicit mask (``True`` = masked, same count in every scan) instead of a random one.
+    seed : int or None, default=0
+        Seed of the masks (None: torch's global RNG).
+    reference : array-like of shape (R, R) or (N, R, R), optional
+        A reference FC (e.g. the mean FC of the training scans) scored like a prediction.
+    exclude_diagonal : bool, default=True
+        Leave each row's own diagonal entry (always 1) out of r and MSE.
+    batch_size : int, default=128
+        Scans per forward.
+
+    Returns
+    -------
+    MaskedReconstruction
+        Masks, true and predicted rows ``(N, k, R)`` and per-ROI r / MSE ``(N, k)``.
+
+    Examples
+    --------
+    >>> from bmlib.model import encoder_config
+    >>> from bmlib.objectives import BrainMassPretrainer
+    >>> pt = BrainMassPretrainer(encoder_config("tiny", 20))
+    >>> rec = reconstruct_masked(pt, np.eye(20, dtype=np.float32), mask_count=3)
+    >>> rec.indices.shape, rec.truth.shape
+    ((1, 3), (1, 3, 20))
+    """
+    _check_batch_size(batch_size)
+    encoder, head = _mrm_parts(model)
+    shape = tuple(np.shape(fc))
+    if len(shape) not in (2, 3) or shape[-1] != shape[-2]:
+        raise ValueError(f"expected fc of shape (n_rois, n_rois) or (n_scans, n_rois, n_rois), got shape {shape}")
+    x = _as_fc(fc[None] if len(shape) == 2 else fc)  # (N, R, R)
+    n, r = x.shape[0], x.shape[-1]
+    if n == 0:
+        raise ValueError("expected at least one FC matrix, got N=0")
+    ref = None
+    if reference is not None:
+        ref = torch.as_tensor(np.asarray(reference, dtype=np.float32))
+        ref = ref.expand(n, r, r) if tuple(ref.shape) == (r, r) else ref
+        if tuple(ref.shape) != (n, r, r):
+            raise ValueError(f"expected reference of shape ({r}, {r}) or ({n}, {r}, {r}), got {tuple(ref.shape)}")
+    m = _resolve_recon_mask(model, n, r, mask, mask_ratio, mask_count, seed)  # (N, R)
+    k = int(m[0].sum())
+    idx = torch.argsort(m.to(torch.int8), dim=1, descending=True, stable=True)[:, :k]  # (N, k), ascending ROIs
+    gather = idx[..., None].expand(-1, -1, r)  # (N, k, R)
+    device, dtype = _device_of(encoder), _dtype_of(encoder)
+    preds = []
+    with contextlib.ExitStack() as stack:
+        for mod in (encoder, head):
+            if isinstance(mod, nn.Module):
+                stack.enter_context(_eval_mode(mod))
+        stack.enter_context(torch.no_grad())
+        for s in range(0, n, batch_size):
+            xb, mb = x[s : s + batch_size], m[s : s + batch_size]
+            pred = head(encoder(xb.to(device, dtype), mb.to(device)).tokens).float().cpu()  # (b, R, R)
+            if pred.shape != xb.shape:
+                raise ValueError(
+                    f"expected the MRM head to predict rows of shape {tuple(xb.shape)}, got {tuple(pred.shape)}"
+                )
+            preds.append(pred.gather(1, gather[s : s + batch_size]))  # (b, k, R)
+    truth = x.float().gather(1, gather).numpy()  # (N, k, R)
+    predicted = torch.cat(preds).numpy()  # (N, k, R)
+    indices = idx.numpy().astype(np.int64)
+    keep = _scored_entries(indices, r, bool(exclude_diagonal))  # (N, k, R)
+    roi_r, roi_mse = _row_scores(truth, predicted, keep)
+    ref_rows = ref_r = ref_mse = None
+    if ref is not None:
+        ref_rows = ref.gather(1, gather).numpy()  # (N, k, R)
+        ref_r, ref_mse = _row_scores(truth, ref_rows, keep)
+    return MaskedReconstruction(
+        mask=m.numpy(), indices=indices, truth=truth, predicted=predicted, roi_r=roi_r, roi_mse=roi_mse,
+        reference=ref_rows, reference_r=ref_r, reference_mse=ref_mse, exclude_diagonal=bool(exclude_diagonal),
+    )  # fmt: skip
+
+
 def atypicality(errors: Any, reference_errors: Any, *, min_std: float = 1e-8) -> np.ndarray:
     """Z-scores of per-ROI reconstruction errors against a reference group (e.g. controls).
 
@@ -1587,3 +1824,221 @@ def interpret_task(
         networks = networks[["method", *[c for c in networks.columns if c != "method"]]]
     decision = decision_function(model, x, batch_size=batch_size)
     return TaskInterpretation(model, maps, gm, recovery, networks, decision)
+
+
+@dataclass
+class TaskSetInterpretation:
+    """Everything :func:`interpret_tasks` computes for several tasks, with tidy tables across them.
+
+    Attributes
+    ----------
+    results : dict of str to TaskInterpretation
+        One entry per task, in the order the tasks were interpreted.
+    samples : dict of str to DataFrame
+        Each task's sample table (``sample_id, participant, site, label``, see :func:`load_task`).
+    truth : dict of str to GroupMap
+        The planted truth (:func:`truth_map`) of the tasks that have a ground truth.
+    planted : dict of str to list of int
+        Their planted ROI indices (:func:`planted_from_ground_truth`), e.g. for the ``truth``
+        argument of :func:`bmlib.plotting.interpretation_explorer`.
+    summary : DataFrame
+        One row per task: ``task, kind, n_scans, n_positive, n_sites, description`` (``kind``:
+        ``"internal"`` when the task's datasets were in the pretraining corpus, ``"external"``
+        when not, empty when the task record does not say).
+    recovery : DataFrame or None
+        The tasks' :func:`recovery_table` rows stacked: ``task, kind, method, roi_auc,
+        roi_top_k_precision, roi_chance, edge_auc, ...`` (None when no task has a ground truth).
+    networks : DataFrame or None
+        The tasks' network permutation tests stacked: ``task, kind, method, network, n_rois,
+        importance, null_mean, p_value, p_bonferroni`` (None without an atlas or permutations).
+        ``p_bonferroni`` corrects within one task and method (over its networks), not across tasks.
+    """
+
+    results: dict[str, TaskInterpretation]
+    samples: dict[str, pd.DataFrame]
+    truth: dict[str, GroupMap]
+    planted: dict[str, list[int]]
+    summary: pd.DataFrame
+    recovery: pd.DataFrame | None
+    networks: pd.DataFrame | None
+
+    def __getitem__(self, task: str) -> TaskInterpretation:
+        if task not in self.results:
+            raise KeyError(f"unknown task {task!r}; interpreted tasks: {list(self.results)}")
+        return self.results[task]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    @property
+    def tasks(self) -> list[str]:
+        """Task names, in order."""
+        return list(self.results)
+
+    @property
+    def labels(self) -> dict[str, np.ndarray]:
+        """Binary labels (N,) per task, aligned with each task's per-subject maps."""
+        return {t: s["label"].to_numpy(dtype=np.int64) for t, s in self.samples.items()}
+
+    def maps(self, kind: Literal["subject", "group"] = "subject") -> dict[str, dict[str, Any]]:
+        """``{task: {method: map}}``: per-subject :class:`ImportanceMap` or :class:`GroupMap` entries.
+
+        The per-subject form feeds :func:`bmlib.plotting.interpretation_explorer`; the group form
+        (which also holds ``"univariate"``) :func:`bmlib.plotting.plot_maps_vs_truth_grid`.
+        """
+        if kind not in ("subject", "group"):
+            raise ValueError(f"expected kind 'subject' or 'group', got {kind!r}")
+        return {t: dict(r.maps if kind == "subject" else r.groups) for t, r in self.results.items()}
+
+    def recovery_matrix(self, metric: str = "roi_auc") -> pd.DataFrame:
+        """One recovery score as a (task, method) table, rows and columns in the input order."""
+        if self.recovery is None:
+            raise ValueError("no recovery table: none of the interpreted tasks has a ground truth")
+        if metric not in self.recovery.columns:
+            raise ValueError(f"expected a recovery column, got {metric!r} (columns: {list(self.recovery.columns)})")
+        wide = self.recovery.pivot(index="task", columns="method", values=metric)
+        rows = [t for t in self.results if t in wide.index]
+        return wide.loc[rows, list(dict.fromkeys(self.recovery["method"]))].rename_axis(columns=metric)
+
+    def save(self, out_dir: str | os.PathLike[str], atlas: Any) -> dict[str, str]:
+        """Write every task's outputs (prefix ``"<task>_"``) and the across-task tables.
+
+        Across tasks: ``tasks.csv`` (:attr:`summary`), ``recovery.csv`` and ``networks.csv``.
+        Returns ``{key: path}``; per-task keys are ``"<task>/<name>"``.
+        """
+        from pathlib import Path
+
+        written: dict[str, str] = {}
+        for task, res in self.results.items():
+            for key, path in res.save(out_dir, atlas, prefix=f"{task}_").items():
+                written[f"{task}/{key}"] = path
+        for name, df in (("tasks", self.summary), ("recovery", self.recovery), ("networks", self.networks)):
+            if df is not None:
+                path = Path(out_dir) / f"{name}.csv"
+                with atomic_path(path) as tmp:
+                    df.to_csv(tmp, index=False)
+                written[name] = str(path)
+        return written
+
+
+def _stack(frames: Mapping[str, pd.DataFrame | None], kinds: Mapping[str, str]) -> pd.DataFrame | None:
+    parts = [df.assign(task=t, kind=kinds[t]) for t, df in frames.items() if df is not None]
+    if not parts:
+        return None
+    out = pd.concat(parts, ignore_index=True)
+    return out[["task", "kind", *[c for c in out.columns if c not in ("task", "kind")]]]
+
+
+def interpret_tasks(
+    encoder: nn.Module,
+    dataset: Any,
+    tasks: str | Sequence[str] | None = None,
+    *,
+    methods: Sequence[str] = METHODS,
+    atlas: Any = None,
+    ground_truth: Mapping[str, Mapping[str, Any]] | None = None,
+    within_site: bool = True,
+    n_permutations: int = 100,
+    C: float = 1.0,
+    seed: int | None = 0,
+    batch_size: int = 64,
+    out_dir: str | os.PathLike[str] | None = None,
+    verbose: bool = False,
+) -> TaskSetInterpretation:
+    """Run :func:`interpret_task` on every (or the chosen) labelled task of a dataset.
+
+    Each task is loaded with :func:`load_task`, interpreted with the same encoder, methods and
+    seed, scored against its planted truth when the dataset has one, and (with ``out_dir``)
+    saved; the results are also stacked into one recovery and one network table.
+
+    Parameters
+    ----------
+    encoder : nn.Module
+        Frozen :class:`bmlib.model.BrainEncoder`.
+    dataset : CuratedDataset, Cohort or path
+        With ``.manifest``, ``.load`` and ``.tasks``; ``.ground_truth`` and ``.atlas`` are used
+        when present.
+    tasks : str or sequence of str, optional
+        Task names of ``dataset.tasks`` (default: all of them, in the dataset's order).
+    methods : sequence of {"occlusion", "gradient", "rollout"}, default all
+    atlas : Atlas, optional
+        For the network permutation tests (default: ``dataset.atlas`` when it has one).
+    ground_truth : mapping task -> mapping, optional
+        Planted truth per task (default: ``dataset.ground_truth`` when it has one). Tasks
+        without one get no recovery rows.
+    within_site : bool, default=True
+        Permute labels within site (the ``site`` column) in the permutation tests.
+    n_permutations : int, default=100
+        Per task and tested map (0 skips the network tests).
+    C : float, default=1.0
+        Inverse regularisation of each task's probe.
+    seed : int or None, default=0
+    batch_size : int, default=64
+    out_dir : path, optional
+        Save everything there (:meth:`TaskSetInterpretation.save`).
+    verbose : bool, default=False
+        Print one line per task (size and seconds).
+
+    Returns
+    -------
+    TaskSetInterpretation
+    """
+    import time
+
+    unknown_methods = [m for m in methods if m not in METHODS]
+    if unknown_methods:
+        raise ValueError(f"expected methods among {METHODS}, got {unknown_methods}")
+    if isinstance(dataset, (str, os.PathLike)):
+        from bmlib.data import CuratedDataset
+
+        dataset = CuratedDataset(dataset)
+    specs = dict(getattr(dataset, "tasks", {}) or {})
+    if not specs:
+        raise ValueError(f"expected a dataset with labelled tasks (.tasks), got none in {dataset!r}")
+    names = list(specs) if tasks is None else [tasks] if isinstance(tasks, str) else list(tasks)
+    if not names:
+        raise ValueError(f"expected at least one task, got none; the dataset has {list(specs)}")
+    unknown = [t for t in names if t not in specs]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; the dataset has {list(specs)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"expected distinct task names, got {names}")
+    if not isinstance(n_permutations, int) or n_permutations < 0:
+        raise ValueError(f"expected n_permutations a non-negative int, got {n_permutations!r}")
+    if atlas is None:
+        atlas = getattr(dataset, "atlas", None)
+    truths = dict(getattr(dataset, "ground_truth", {}) or {}) if ground_truth is None else dict(ground_truth)
+    if out_dir is not None and atlas is None:
+        raise ValueError("saving to out_dir needs an atlas (ROI labels and networks); pass atlas=")
+    kinds = {t: str(specs[t].get("kind", "") or "") for t in names}
+
+    results: dict[str, TaskInterpretation] = {}
+    samples: dict[str, pd.DataFrame] = {}
+    rows = []
+    for task in names:
+        start = time.perf_counter()
+        fc, y, smp = load_task(dataset, task)
+        res = interpret_task(
+            encoder, fc, y, methods=methods, ground_truth=truths.get(task), atlas=atlas,
+            groups=smp["site"].to_numpy() if within_site and "site" in smp else None,
+            n_permutations=n_permutations, C=C, seed=seed, batch_size=batch_size,
+        )  # fmt: skip
+        results[task], samples[task] = res, smp
+        rows.append({"task": task, "kind": kinds[task], "n_scans": len(y), "n_positive": int(y.sum()),
+                     "n_sites": int(smp["site"].nunique()) if "site" in smp else 1,
+                     "description": str(specs[task].get("description", ""))})  # fmt: skip
+        if verbose:
+            print(f"{task}: {len(y)} scans, {int(y.sum())} positive, {time.perf_counter() - start:.1f} s")
+    n_rois = next(iter(results.values())).groups["univariate"].roi.shape[0]
+    out = TaskSetInterpretation(
+        results=results,
+        samples=samples,
+        truth={t: truth_map(truths[t], n_rois) for t in names if truths.get(t) is not None},
+        planted={t: planted_from_ground_truth(truths[t])[0] for t in names if truths.get(t) is not None},
+        summary=pd.DataFrame(rows),
+        recovery=_stack({t: r.recovery for t, r in results.items()}, kinds),
+        networks=_stack({t: r.networks for t, r in results.items()}, kinds),
+    )
+    if out_dir is not None:
+        out.save(out_dir, atlas)
+    return out

@@ -307,6 +307,7 @@ def run_sweep(
     only: Sequence[str] | None = None,
     notebook_dir: str | os.PathLike[str] | None = None,
     kernel_name: str | None = None,
+    plot_metrics: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Run the pipeline (or ``only`` some notebooks) once per point of a parameter grid.
 
@@ -314,11 +315,14 @@ def run_sweep(
     ----------
     root : path
         Folder that receives one run folder per grid point (``<root>/<name>=<value>_...``),
-        ``index.csv`` and ``sweep.csv``.
+        ``index.csv``, ``sweep.csv`` and the comparison plot ``sweep.png``
+        (:func:`bmlib.plotting.plot_sweep`).
     grid : mapping of str to sequence
         Parameter name -> values, e.g. ``{"DROP_FRACTION": [0.1, 0.2], "MASK_RATIO": [0.1, 0.3]}``.
     parameters : mapping, optional
         Values shared by every run.
+    plot_metrics : sequence of str, optional
+        Metric columns compared in ``sweep.png`` (default: those that vary, and wall time).
 
     Returns
     -------
@@ -349,6 +353,12 @@ def run_sweep(
     table = pd.DataFrame(rows)
     with atomic_path(root_path / "sweep.csv") as tmp:
         table.to_csv(tmp, index=False)
+    import matplotlib.pyplot as plt
+
+    from bmlib.plotting import plot_sweep
+
+    fig = plot_sweep(table, names, plot_metrics, output_file=root_path / "sweep.png")
+    plt.close(fig)
     return table
 
 

@@ -24,10 +24,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.xdist_group("notebooks"),
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed"),
-    # Passes when run alone (pytest tests/test_browser.py); under `pytest -n 2` the plotly output
-    # was not found within 120 s (open, issue #6), so it runs only when asked for.
-    pytest.mark.skipif(os.environ.get("BMLIB_BROWSER_TEST") != "1",
-                       reason="set BMLIB_BROWSER_TEST=1 to run the real-browser JupyterLab test"),
+    pytest.mark.skipif(os.environ.get("BMLIB_BROWSER_TEST") == "0", reason="BMLIB_BROWSER_TEST=0"),
     pytest.mark.skipif(
         not any(p.name.startswith("04_") for p in runner.discover_notebooks()),
         reason="notebook 04 (issue #5) is not written yet",
@@ -63,6 +60,13 @@ def lab(tmp_path: Path, smoke_run: runner.RunRecord):
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
+    # Every cell attached to the DOM (JupyterLab's default windowing attaches off-screen cells
+    # lazily, so outputs below the fold may be missing from the page when checked).
+    settings = tmp_path / "lab-settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
+    cmd.append(f"--LabApp.user_settings_dir={tmp_path / 'lab-settings'}")
+    cmd.append(f"--LabApp.workspaces_dir={tmp_path / 'lab-workspaces'}")
     log = open(tmp_path / "lab.log", "w")
     # the kernel must use Jupyter's inline backend as a user's would, not the tests' Agg
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
@@ -103,15 +107,25 @@ def test_notebook_04_runs_in_jupyterlab(lab) -> None:
         page.goto(f"{url}/lab/tree/{name}", timeout=60_000)
         page.wait_for_selector(".jp-Notebook", timeout=60_000)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+        # all cells attached (windowingMode "none"); the notebook model may still be loading
+        page.wait_for_function("document.querySelectorAll('.jp-Notebook .jp-CodeCell').length >= 10",
+                               timeout=60_000)
         page.click("text=Run", timeout=10_000)
         page.click("text=Run All Cells", timeout=10_000)
-        # the kernel goes busy, then idle again once every cell ran
-        page.wait_for_timeout(2_000)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=240_000)
+        # done when every code cell shows an execution count ("[12]"), not "[*]" or "[ ]";
+        # on a busy machine (tests in parallel) this can take minutes
+        page.wait_for_function(
+            """() => {
+                const prompts = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')];
+                return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+            }""",
+            timeout=480_000, polling=1_000,
+        )
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
         errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] >> text=Traceback")
         assert errors.count() == 0, errors.first.inner_text()
         assert page.locator(".jp-RenderedText >> text=Error").count() == 0
-        page.wait_for_selector(".js-plotly-plot", state="attached", timeout=120_000)
+        page.wait_for_selector(".js-plotly-plot", state="attached", timeout=60_000)
         assert page.locator(".js-plotly-plot").count() >= 1
         widgets = page.locator(".jupyter-widgets .widget-dropdown select, .jupyter-widgets select")
         assert widgets.count() >= 1, "the ipywidgets explorer did not render"

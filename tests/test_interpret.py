@@ -424,6 +424,105 @@ def test_atypicality_flags_a_corrupted_roi(pretrainer):
         I.atypicality(ref, ref[:, :5])
 
 
+def test_reconstruct_masked_uses_the_pretrainers_seeded_masking(pretrainer, task):
+    from bmlib.objectives import random_roi_mask
+
+    fc = task[0][:5]
+    rec = I.reconstruct_masked(pretrainer, fc, seed=3, batch_size=2)
+    k = pretrainer.n_masked
+    expected = random_roi_mask(5, R, count=k, generator=torch.Generator().manual_seed(3)).numpy()
+    np.testing.assert_array_equal(rec.mask, expected)
+    assert rec.indices.shape == (5, k) and (np.diff(rec.indices, axis=1) > 0).all()
+    np.testing.assert_array_equal(rec.mask.nonzero()[1].reshape(5, k), rec.indices)
+    assert rec.truth.shape == rec.predicted.shape == (5, k, R) and rec.roi_r.shape == rec.roi_mse.shape == (5, k)
+    np.testing.assert_array_equal(rec.truth, np.take_along_axis(fc, rec.indices[..., None], axis=1))
+    # the predicted rows are the MRM head's output on the masked input, rows of the masked ROIs
+    x = torch.as_tensor(fc)
+    with torch.no_grad():
+        full = pretrainer.mrm_head(pretrainer.encoder(x, torch.as_tensor(rec.mask)).tokens).numpy()
+    np.testing.assert_allclose(rec.predicted, np.take_along_axis(full, rec.indices[..., None], axis=1), atol=1e-5)
+    again = I.reconstruct_masked(pretrainer, fc, seed=3)
+    np.testing.assert_array_equal(again.mask, rec.mask)
+    np.testing.assert_allclose(again.predicted, rec.predicted, atol=1e-5)
+    assert not np.array_equal(I.reconstruct_masked(pretrainer, fc, seed=4).mask, rec.mask)
+    single = I.reconstruct_masked(pretrainer, fc[0], mask_ratio=0.25)
+    assert len(single) == 1 and single.indices.shape == (1, 5)
+
+
+def test_reconstruct_masked_scores_match_mrm_loss_and_numpy(pretrainer, task):
+    from bmlib.objectives import mrm_loss
+
+    fc = task[0][:3]
+    mask = np.zeros((3, R), dtype=bool)
+    mask[:, [1, 6, 9]] = True
+    rec = I.reconstruct_masked(pretrainer, fc, mask=mask, exclude_diagonal=False)
+    x = torch.as_tensor(fc)
+    with torch.no_grad():
+        loss = mrm_loss(pretrainer.mrm_head(pretrainer.encoder(x, torch.as_tensor(mask)).tokens), x,
+                        torch.as_tensor(mask))  # fmt: skip
+    assert rec.roi_mse.mean() == pytest.approx(loss.item(), rel=1e-4)
+    rec_off = I.reconstruct_masked(pretrainer, fc, mask=mask[0])  # one (R,) mask for every scan
+    off = np.arange(R) != 6
+    r_np = np.corrcoef(rec_off.truth[2, 1, off], rec_off.predicted[2, 1, off])[0, 1]
+    assert rec_off.roi_r[2, 1] == pytest.approx(r_np, abs=1e-6)
+    t, p = rec_off.pairs(2)
+    assert t.shape == p.shape == (3 * (R - 1),)
+    summary = rec_off.summary()
+    assert set(summary) == {"mrm_r", "mrm_mse"} and summary["mrm_mse"] == pytest.approx(rec_off.roi_mse.mean())
+
+
+class _Oracle(torch.nn.Module):
+    """An "encoder" that ignores the mask and returns the true FC rows as tokens (a perfect MRM)."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(tokens=x)
+
+
+def test_reconstruct_masked_perfect_and_reference_predictions(task):
+    fc = task[0][:4]
+    oracle = (_Oracle(), torch.nn.Identity())
+    rec = I.reconstruct_masked(oracle, fc, mask_count=4, reference=fc.mean(0))
+    np.testing.assert_allclose(rec.roi_r, 1.0, atol=1e-6)
+    np.testing.assert_allclose(rec.roi_mse, 0.0, atol=1e-12)
+    assert rec.reference.shape == rec.truth.shape
+    assert (rec.reference_mse > 0).all() and (rec.reference_r < 1).all()
+    assert set(rec.summary()) == {"mrm_r", "mrm_mse", "reference_r", "reference_mse"}
+    same = I.reconstruct_masked(oracle, fc, mask_count=4, reference=fc)  # the scan itself as reference
+    np.testing.assert_allclose(same.reference_r, 1.0, atol=1e-6)
+
+
+def test_reconstruct_masked_input_errors(pretrainer, task):
+    fc = task[0][:2]
+    with pytest.raises(ValueError, match="pass mask_ratio or mask_count"):
+        I.reconstruct_masked((pretrainer.encoder, pretrainer.mrm_head), fc)
+    with pytest.raises(TypeError, match="mrm_head"):
+        I.reconstruct_masked(pretrainer.encoder, fc, mask_count=2)
+    with pytest.raises(ValueError, match="not both"):
+        I.reconstruct_masked(pretrainer, fc, mask_ratio=0.2, mask_count=2)
+    with pytest.raises(ValueError, match="mask ratio must be a float in"):
+        I.reconstruct_masked(pretrainer, fc, mask_ratio=1.5)
+    with pytest.raises(ValueError, match=r"expected mask of shape \(2, 20\) or \(20,\), got \(3,\)"):
+        I.reconstruct_masked(pretrainer, fc, mask=np.ones(3, dtype=bool))
+    with pytest.raises(TypeError, match="bool array"):
+        I.reconstruct_masked(pretrainer, fc, mask=np.ones(R))
+    uneven = np.zeros((2, R), dtype=bool)
+    uneven[0, :2], uneven[1, :3] = True, True
+    with pytest.raises(ValueError, match="same number"):
+        I.reconstruct_masked(pretrainer, fc, mask=uneven)
+    with pytest.raises(ValueError, match=r"reference of shape \(20, 20\)"):
+        I.reconstruct_masked(pretrainer, fc, reference=np.zeros((5, 5)))
+    with pytest.raises(ValueError, match=r"\(n_scans, n_rois, n_rois\), got shape \(2, 3\)"):
+        I.reconstruct_masked(pretrainer, np.zeros((2, 3)))
+    with pytest.raises(IndexError, match="scan index"):
+        I.reconstruct_masked(pretrainer, fc).pairs(5)
+    pretrainer.train()
+    I.reconstruct_masked(pretrainer, fc)
+    assert pretrainer.training  # the caller's mode is restored
+    pretrainer.eval()
+
+
 # ----------------------------------------------------------------------------- tables
 def test_importance_frame_and_save(tmp_path, encoder_maps, task):
     from bmlib.data.atlases import Atlas
@@ -542,3 +641,118 @@ def test_load_pretrainer_round_trip(tmp_path, pretrainer, task):
         I.load_pretrainer(tmp_path / "other.pt")
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         I.load_pretrainer(tmp_path / "missing.pt")
+
+
+# ----------------------------------------------------------------------------- several tasks
+TASK_ROIS = {"task_a": PLANTED, "task_b": [0, 1, 2, 3]}  # task_b: all of network A
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    """Two labelled toy tasks (two datasets, two sites each) in a Cohort, with their planted truth."""
+    from bmlib.evaluation.benchmark import Cohort
+
+    rng = np.random.default_rng(1)
+    series, rows = {}, []
+    for d, (task, rois) in enumerate(TASK_ROIS.items()):
+        for i in range(40):
+            patient = i % 2
+            x = rng.standard_normal((120, R)) + 0.3 * rng.standard_normal((120, 1))
+            x[:, rois] += 0.45 * patient * rng.standard_normal((120, 1))
+            series[f"{task}-{i}"] = x.astype(np.float32)
+            rows.append({"sample_id": f"{task}-{i}", "participant": f"{task}-p{i}", "site": f"d{d}-{i // 20}",
+                         "dataset": f"d{d}", "diagnosis": "patient" if patient else "control"})  # fmt: skip
+    specs = {t: {"datasets": [f"d{d}"], "kind": ["internal", "external"][d], "description": f"toy {t}"}
+             for d, t in enumerate(TASK_ROIS)}  # fmt: skip
+    truth = {t: {"affected_rois": rois, "edges": [(i, j) for i in rois for j in rois if i < j], "n_rois": R}
+             for t, rois in TASK_ROIS.items()}  # fmt: skip
+    return Cohort(pd.DataFrame(rows), series, specs), truth
+
+
+@pytest.fixture(scope="module")
+def toy_atlas():
+    from bmlib.data.atlases import Atlas
+
+    return Atlas("toy", [f"r{i}" for i in range(R)], NETS, ["L"] * R, np.zeros((R, 3)))
+
+
+@pytest.fixture(scope="module")
+def task_set(cohort, toy_atlas, encoder_probe, tmp_path_factory):
+    data, truth = cohort
+    out = tmp_path_factory.mktemp("interpret_tasks")
+    res = I.interpret_tasks(encoder_probe.encoder, data, atlas=toy_atlas, ground_truth=truth, n_permutations=19,
+                            out_dir=out)  # fmt: skip
+    return res, out
+
+
+def test_interpret_tasks_recovers_every_planted_task(task_set):
+    res, _ = task_set
+    assert res.tasks == ["task_a", "task_b"] and len(res) == 2
+    assert res.summary[["task", "kind", "n_scans", "n_positive", "n_sites"]].values.tolist() == [
+        ["task_a", "internal", 40, 20, 2], ["task_b", "external", 40, 20, 2]]  # fmt: skip
+    rec = res.recovery
+    assert list(rec.columns[:4]) == ["task", "kind", "method", "roi_auc"] and len(rec) == 8
+    auc = res.recovery_matrix("roi_auc")
+    assert list(auc.index) == ["task_a", "task_b"]
+    assert list(auc.columns) == ["occlusion", "gradient", "rollout", "univariate"]
+    # chance is 0.5; thresholds as documented at the top of this file
+    assert (auc["univariate"] > 0.9).all() and (auc["gradient"] > 0.75).all()
+    pd.testing.assert_frame_equal(  # the stacked table holds each task's own recovery table
+        rec[rec["task"] == "task_b"].drop(columns=["task", "kind"]).reset_index(drop=True), res["task_b"].recovery
+    )
+    # network A carries task_b's planted effect: the largest share of the univariate map, p at its minimum
+    net = res.networks.query("task == 'task_b' and method == 'univariate'").set_index("network")
+    assert net["importance"].idxmax() == "A" and net.loc["A", "p_value"] == pytest.approx(1 / 20)
+    assert len(res.networks) == 2 * 2 * 4 and list(res.networks.columns[:3]) == ["task", "kind", "method"]
+    assert set(res.truth) == {"task_a", "task_b"} and np.flatnonzero(res.truth["task_b"].roi).tolist() == [0, 1, 2, 3]
+    assert res.planted == TASK_ROIS
+    assert list(res.maps()["task_a"]) == ["occlusion", "gradient", "rollout"]
+    assert "univariate" in res.maps("group")["task_a"] and res.labels["task_a"].tolist() == [0, 1] * 20
+    assert res["task_a"].maps["occlusion"].roi.shape == (40, R)
+
+
+def test_interpret_tasks_saves_each_task_and_the_tables(task_set):
+    res, out = task_set
+    names = {p.name for p in out.iterdir()}
+    assert {"tasks.csv", "recovery.csv", "networks.csv"} <= names
+    assert {f"{t}_{f}" for t in TASK_ROIS for f in ("roi_importance.csv", "recovery.csv", "networks.csv")} <= names
+    back = pd.read_csv(out / "recovery.csv")
+    np.testing.assert_allclose(back["roi_auc"], res.recovery["roi_auc"])
+    assert pd.read_csv(out / "networks.csv").shape == res.networks.shape
+    assert not [n for n in names if n.startswith(".")]  # no temporary files left
+
+
+def test_interpret_tasks_subsets_and_missing_truth(cohort, encoder_probe):
+    data, truth = cohort
+    one = I.interpret_tasks(encoder_probe.encoder, data, "task_b", ground_truth={}, methods=["gradient"],
+                            n_permutations=0)  # fmt: skip
+    assert one.tasks == ["task_b"] and one.recovery is None and one.networks is None
+    assert one.truth == {} and one.planted == {}
+    assert list(one["task_b"].groups) == ["gradient", "univariate"]
+    with pytest.raises(ValueError, match="no recovery table"):
+        one.recovery_matrix()
+    with pytest.raises(KeyError, match=r"unknown task 'task_a'; interpreted tasks: \['task_b'\]"):
+        one["task_a"]
+    partial = I.interpret_tasks(encoder_probe.encoder, data, ["task_b", "task_a"], methods=["gradient"],
+                                ground_truth={"task_a": truth["task_a"]}, n_permutations=0)  # fmt: skip
+    assert partial.tasks == ["task_b", "task_a"] and partial.recovery["task"].unique().tolist() == ["task_a"]
+
+
+def test_interpret_tasks_input_errors(cohort, encoder_probe, tmp_path):
+    data, _ = cohort
+    enc = encoder_probe.encoder
+    with pytest.raises(ValueError, match=r"unknown task\(s\) \['nope'\]; the dataset has \['task_a', 'task_b'\]"):
+        I.interpret_tasks(enc, data, ["task_a", "nope"])
+    with pytest.raises(ValueError, match="at least one task"):
+        I.interpret_tasks(enc, data, [])
+    with pytest.raises(ValueError, match="distinct task names"):
+        I.interpret_tasks(enc, data, ["task_a", "task_a"])
+    with pytest.raises(ValueError, match="expected methods among"):
+        I.interpret_tasks(enc, data, methods=["lime"])
+    with pytest.raises(ValueError, match="n_permutations a non-negative int"):
+        I.interpret_tasks(enc, data, n_permutations=-1)
+    with pytest.raises(ValueError, match="needs an atlas"):
+        I.interpret_tasks(enc, data, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="labelled tasks"):
+        I.interpret_tasks(enc, type(data)(data.manifest, data.series, {}))
+    assert list(tmp_path.iterdir()) == []  # refused before any work or file

@@ -236,6 +236,37 @@ def test_interpretation_explorer_redraws(atlas, values, edges):
         P.interpretation_explorer({}, atlas)
 
 
+def test_pfc_explorer_redraws_views_for_subject_fraction_and_seed(atlas):
+    import torch
+
+    from bmlib.pfc import make_views
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 150, R, generator=g, dtype=torch.float64)
+    lengths = [150, 120, 100]
+    box = P.pfc_explorer(x, lengths, atlas=atlas, sample_ids=["s0", "s1", "s2"], n_views=2, seed=4)
+    c = box.controls
+    assert c["drop_fraction"].max == 0.8  # 20 of the shortest scan's 100 timepoints must stay
+    assert len(box.last_figure.axes) == 3 and "s0" in box.info.value and "120 of 150" in box.info.value
+    expected = make_views(x[:1], lengths[:1], n_views=2, drop_fraction=0.2, generator=torch.Generator().manual_seed(4))
+    assert np.allclose(box.last_views, expected[:, 0].numpy())
+    first = box.last_figure
+    mild = box.last_similarity.copy()
+    c["drop_fraction"].value = 0.8
+    assert "30 of 150" in box.info.value and box.last_similarity.mean() < mild.mean()
+    assert box.last_figure is not first and plt.get_fignums() == []  # drawn outside pyplot: nothing shown twice
+    c["subject"].value = 2
+    assert "s2" in box.info.value and "20 of 100" in box.info.value
+    before = box.last_similarity.copy()
+    c["seed"].value = 5
+    assert not np.allclose(before, box.last_similarity)
+    with pytest.raises(ValueError, match="drop_fraction in"):
+        P.pfc_explorer(x, lengths, drop_fraction=0.85)
+    with pytest.raises(ValueError, match="3 sample_ids"):
+        P.pfc_explorer(x, lengths, sample_ids=["a"])
+    with pytest.raises(ValueError, match="shape"):
+        P.pfc_explorer(x[0], None)
+
 def test_plot_map_vs_truth(tmp_path, atlas, values):
     truth = np.zeros(R)
     truth[[3, 40, 77]] = [0.5, 1.0, 0.5]
@@ -259,3 +290,194 @@ def test_plot_recovery(tmp_path):
     assert sorted(line.get_ydata()[0] for line in ax2.lines) == [0.1] and _files(tmp_path) == ["r.png"]
     with pytest.raises(ValueError, match="missing \\['edge_auc'\\]"):
         P.plot_recovery(table.drop(columns="edge_auc"))
+
+
+def _task_set(values: np.ndarray) -> tuple[dict, dict]:
+    """Two tasks' group maps (two methods) and planted truths, as interpret_tasks returns them."""
+    rng = np.random.default_rng(2)
+    truth = {"task_a": np.zeros(R), "task_b": np.zeros(R)}
+    truth["task_a"][[3, 40, 77]] = [0.5, 1.0, 0.5]
+    truth["task_b"][:10] = 1.0
+    maps = {t: {"occlusion": I.GroupMap("occlusion", values + 3 * truth[t]),
+                "gradient": I.GroupMap("gradient", np.abs(rng.normal(size=R)))} for t in truth}  # fmt: skip
+    return maps, {t: I.GroupMap("truth", v) for t, v in truth.items()}
+
+
+def test_plot_maps_vs_truth_grid_strip(tmp_path, atlas, values):
+    maps, truth = _task_set(values)
+    fig = P.plot_maps_vs_truth_grid(maps, truth, atlas, style="strip", title="maps")
+    assert _files(tmp_path) == []  # nothing saved without output_file
+    panels = [ax for ax in fig.axes if ax.get_images()]
+    assert len(panels) == 2 and [ax.get_title(loc="left") for ax in panels] == ["task_a", "task_b"]
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == ["planted truth", "occlusion", "gradient"]
+    assert [t.get_text() for t in panels[-1].get_xticklabels()] == list(atlas.network_names)
+    order = P.network_order(atlas)
+    image = np.asarray(panels[0].get_images()[0].get_array())
+    assert image.shape == (3, R)
+    np.testing.assert_allclose(image[0], truth["task_a"].roi[order] / 1.0)  # |truth| / max
+    occ = maps["task_a"]["occlusion"].roi
+    np.testing.assert_allclose(image[1], np.abs(occ[order]) / np.abs(occ).max())
+    only = P.plot_maps_vs_truth_grid(maps, truth, atlas, methods=["gradient"], style="strip",
+                                     output_file=tmp_path / "strip.png")  # fmt: skip
+    assert [t.get_text() for t in only.axes[0].get_yticklabels()] == ["planted truth", "gradient"]
+    assert _files(tmp_path) == ["strip.png"]
+
+
+def test_plot_maps_vs_truth_grid_glass_and_errors(tmp_path, atlas, values):
+    maps, truth = _task_set(values)
+    arrays = {t: {m: g.roi for m, g in per.items()} for t, per in maps.items()}  # plain (R,) arrays work too
+    fig = P.plot_maps_vs_truth_grid(arrays, {t: g.roi for t, g in truth.items()}, atlas,
+                                    output_file=tmp_path / "glass.png")  # fmt: skip
+    texts = [t.get_text() for t in fig.texts]
+    assert texts[:3] == ["planted truth", "occlusion", "gradient"] and "task\na" in texts and "task\nb" in texts
+    assert len(fig.axes) >= 6 and _files(tmp_path) == ["glass.png"]  # one glass brain per task x column
+    with pytest.raises(ValueError, match=r"planted truth for every task, missing \['task_b'\]"):
+        P.plot_maps_vs_truth_grid(maps, {"task_a": truth["task_a"]}, atlas)
+    with pytest.raises(ValueError, match=r"task 'task_b' has no map for method\(s\) \['gradient'\]"):
+        P.plot_maps_vs_truth_grid(maps | {"task_b": {"occlusion": maps["task_b"]["occlusion"]}}, truth, atlas)
+    with pytest.raises(ValueError, match="style 'glass' or 'strip'"):
+        P.plot_maps_vs_truth_grid(maps, truth, atlas, style="cube")
+    with pytest.raises(ValueError, match="non-zero truth"):
+        P.plot_maps_vs_truth_grid(maps, {"task_a": np.zeros(R), "task_b": truth["task_b"]}, atlas, style="strip")
+    with pytest.raises(ValueError, match=r"shape \(100,\) for task 'task_a'"):
+        P.plot_maps_vs_truth_grid({"task_a": {"occlusion": np.ones(5)}}, truth, atlas, style="strip")
+    with pytest.raises(ValueError, match="at least one task"):
+        P.plot_maps_vs_truth_grid({}, truth, atlas)
+
+
+def test_plot_recovery_by_task(tmp_path):
+    table = pd.DataFrame({
+        "task": ["a"] * 3 + ["b_task"] * 3, "kind": ["internal"] * 3 + ["external"] * 3,
+        "method": ["univariate", "occlusion", "gradient"] * 2,
+        "roi_auc": [0.95, 0.7, 0.8, 0.9, 0.55, np.nan],
+        "roi_top_k_precision": [0.8, 0.4, 0.6, 0.7, 0.2, 0.3], "roi_chance": [0.1] * 3 + [0.2] * 3,
+    })  # fmt: skip
+    fig, ax = plt.subplots()
+    assert P.plot_recovery_by_task(table, axes=ax, title="recovery") is ax
+    assert _files(tmp_path) == []
+    # hue order: the learned maps first, the univariate baseline last and grey
+    bars = {lab: c for c, lab in zip(ax.containers, ["occlusion", "gradient", "univariate"], strict=True)}
+    np.testing.assert_allclose([p.get_height() for p in bars["occlusion"]], [0.7, 0.55])
+    np.testing.assert_allclose([p.get_height() for p in bars["univariate"]], [0.95, 0.9])
+    assert matplotlib.colors.to_hex(bars["univariate"][0].get_facecolor()) == "#9e9e9e"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["occlusion", "gradient", "univariate", "chance"]
+    assert [line.get_ydata()[0] for line in ax.lines] == [0.5]  # chance for an AUC
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a\n(internal)", "b task\n(external)"]
+    assert len(ax.texts) == 5  # a value on each non-missing bar
+    ax2 = P.plot_recovery_by_task(table, metric="roi_top_k_precision", annotate=False, output_file=tmp_path / "r.png")
+    segments = ax2.collections[-1].get_segments()
+    np.testing.assert_allclose([s[0, 1] for s in ax2.collections[-2].get_segments()], [0.1])  # per-task chance
+    np.testing.assert_allclose([s[0, 1] for s in segments], [0.2])
+    assert not ax2.texts and _files(tmp_path) == ["r.png"]
+    with pytest.raises(ValueError, match=r"missing \['task'\]"):
+        P.plot_recovery_by_task(table.drop(columns="task"))
+    with pytest.raises(ValueError, match="non-missing 'edge_auc'"):
+        P.plot_recovery_by_task(table.assign(edge_auc=np.nan), metric="edge_auc")
+
+
+# ----------------------------------------------------------------------------- pretraining views
+def _reconstruction(reference: bool = True):
+    import torch
+
+    from bmlib.model import encoder_config
+    from bmlib.objectives import BrainMassPretrainer, objective_config
+
+    torch.manual_seed(0)
+    pretrainer = BrainMassPretrainer(encoder_config("tiny", R), objective_config("tiny")).eval()
+    rng = np.random.default_rng(0)
+    series = rng.normal(size=(2, 150, R)) + 0.5 * rng.normal(size=(2, 150, 1))
+    fc = np.stack([np.corrcoef(s.T) for s in series]).astype(np.float32)
+    return I.reconstruct_masked(pretrainer, fc, seed=0, reference=fc.mean(0) if reference else None)
+
+
+def test_plot_reconstruction(tmp_path, atlas):
+    rec = _reconstruction()
+    k = rec.indices.shape[1]
+    fig = P.plot_reconstruction(rec, scan=1, atlas=atlas, title="scan 1")
+    ax_t, ax_p, ax_s = fig.axes[:3]
+    assert _files(tmp_path) == []
+    truth_img, pred_img = ax_t.images[0].get_array(), ax_p.images[0].get_array()
+    assert truth_img.shape == pred_img.shape == (k, R)
+    order = P.network_order(atlas)
+    # columns in network order; the own diagonal entry of each masked row is left blank
+    np.testing.assert_allclose(truth_img[0].filled(np.nan)[np.argsort(order)][np.arange(R) != rec.indices[1, 0]],
+                               np.delete(rec.truth[1, 0], rec.indices[1, 0]), rtol=1e-6)  # fmt: skip
+    assert np.isnan(truth_img.filled(np.nan)).sum() == k
+    assert [t.get_text() for t in ax_t.get_yticklabels()] == [atlas.labels[i] for i in rec.indices[1]]
+    assert ax_t.images[0].get_clim() == ax_p.images[0].get_clim()  # one colour scale
+    assert [len(c.get_offsets()) for c in ax_s.collections] == [k * (R - 1)] * 2  # MRM and reference
+    texts = [t.get_text() for t in ax_s.get_legend().get_texts()]
+    t, p = rec.pairs(1)
+    assert texts[0] == f"MRM head, r = {np.corrcoef(t, p)[0, 1]:.2f}" and texts[1].startswith("reference, r = ")
+    assert fig._suptitle.get_text() == "scan 1"
+    fig2, axes = plt.subplots(1, 3)
+    out = P.plot_reconstruction(_reconstruction(reference=False), axes=axes, output_file=tmp_path / "rec.png")
+    assert out is fig2 and len(axes[2].collections) == 1 and _files(tmp_path) == ["rec.png"]
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == [f"ROI {i}" for i in rec.indices[0]]
+    with pytest.raises(TypeError, match="MaskedReconstruction"):
+        P.plot_reconstruction(np.zeros((3, R)))
+    with pytest.raises(IndexError, match=r"scan index in \[0, 2\)"):
+        P.plot_reconstruction(rec, scan=2)
+    with pytest.raises(ValueError, match="expected 3 axes"):
+        P.plot_reconstruction(rec, axes=axes[:2])
+
+
+def test_plot_embedding_projection(tmp_path):
+    from bmlib.evaluation import project_embeddings
+
+    rng = np.random.default_rng(0)
+    meta = pd.DataFrame({"sample_id": [f"s{i}" for i in range(30)], "participant": [f"p{i // 2}" for i in range(30)],
+                         "dataset": np.repeat(["d1", "d2"], 15), "site": np.repeat(["a", "b", "c"], 10)})  # fmt: skip
+    frame = project_embeddings(rng.normal(size=(30, 8)), meta)
+    ax = P.plot_embedding_projection(frame, hue="site")
+    assert len(ax.collections[0].get_offsets()) == 30
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), frame[["x", "y"]].to_numpy())
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b", "c"]
+    evr = frame.attrs["explained_variance_ratio"]
+    assert ax.get_xlabel() == f"PC1 ({evr[0]:.0%} var.)" and ax.get_ylabel().startswith("PC2 (")
+    assert _files(tmp_path) == []
+    _, ax2 = plt.subplots()
+    out = P.plot_embedding_projection(frame, hue="dataset", style="site", axes=ax2,
+                                      legend=False, title="by dataset", output_file=tmp_path / "proj.png")  # fmt: skip
+    assert out is ax2 and ax2.get_legend() is None and ax2.get_title() == "by dataset"
+    assert _files(tmp_path) == ["proj.png"]
+    tsne = frame.copy()
+    tsne.attrs = {"method": "tsne"}
+    assert P.plot_embedding_projection(tsne).get_xlabel() == "t-SNE 1"
+    with pytest.raises(ValueError, match=r"missing \['scanner'\]"):
+        P.plot_embedding_projection(frame, hue="scanner")
+    with pytest.raises(TypeError, match="DataFrame"):
+        P.plot_embedding_projection(frame.to_numpy())
+
+
+def test_plot_sweep_panels_per_metric_and_failed_runs_left_out(tmp_path):
+    table = pd.DataFrame({
+        "DROP_FRACTION": [0.1, 0.1, 0.3, 0.3], "MASK_RATIO": [0.1, 0.3, 0.1, 0.3],
+        "run_id": list("abcd"), "status": ["ok", "ok", "ok", "failed"], "wall_s": [10.0, 11.0, 12.0, 3.0],
+        "03.auc": [0.7, 0.75, 0.8, np.nan], "01.n_scans": [5, 5, 5, 5], "01.smoke": [True] * 4,
+    })  # fmt: skip
+    fig = P.plot_sweep(table, ["DROP_FRACTION", "MASK_RATIO"], output_file=tmp_path / "sweep.png")
+    shown = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert [ax.get_title() for ax in shown] == ["03.auc", "wall_s"]  # constant and boolean columns skipped
+    assert "3 runs (1 failed, not shown)" in fig._suptitle.get_text()
+    assert [t.get_text() for t in shown[0].get_xticklabels()] == ["0.1", "0.3"]
+    assert shown[0].get_legend() is not None  # second parameter as colour
+    assert _files(tmp_path) == ["sweep.png"]
+    one = P.plot_sweep(table, "DROP_FRACTION", ["03.auc"])
+    assert [ax.get_title() for ax in one.axes if ax.get_visible()] == ["03.auc"]
+    with pytest.raises(ValueError, match=r"missing \['LR'\]"):
+        P.plot_sweep(table, ["LR"])
+    with pytest.raises(ValueError, match="none of the requested metrics"):
+        P.plot_sweep(table, ["DROP_FRACTION"], ["nope"])
+    with pytest.raises(ValueError, match="non-empty DataFrame"):
+        P.plot_sweep(table.iloc[:0], ["DROP_FRACTION"])
+
+
+@pytest.mark.skipif(not any(os.path.exists(p) for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser",
+                                                          "/usr/bin/google-chrome")),
+                    reason="no system Chromium/Chrome for kaleido")
+def test_plotly_png_export_uses_kaleido_with_the_system_browser(tmp_path, atlas, values):
+    pytest.importorskip("kaleido")
+    path = P.save_figure(P.brain_3d(values, atlas, surface=False), tmp_path / "brain.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    assert _files(tmp_path) == ["brain.png"]

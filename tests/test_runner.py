@@ -65,8 +65,17 @@ def test_failure_is_recorded_and_sweep_goes_on(notebooks: Path, tmp_path: Path) 
     run = json.loads((tmp_path / "sweep" / "fail=True" / "run.json").read_text())
     failed = [nb for nb in run["notebooks"] if nb["status"] == "failed"][0]
     assert "asked to fail" in failed["error"] and failed["failed_cell"] is not None
-    assert (tmp_path / "sweep" / "sweep.csv").exists()
+    assert (tmp_path / "sweep" / "sweep.csv").exists() and (tmp_path / "sweep" / "sweep.png").stat().st_size > 0
     assert len(runner.read_index(tmp_path / "sweep")) == 2
+
+
+@pytest.mark.slow
+def test_sweep_over_two_parameters_writes_comparison(notebooks: Path, tmp_path: Path) -> None:
+    table = runner.run_sweep(tmp_path / "sw", {"VALUE": [1, 3], "FAIL": [False]}, notebook_dir=notebooks,
+                             plot_metrics=["01_make.value", "02_use.seen"])
+    assert list(table["01_make.value"]) == [2, 6] and list(table["02_use.seen"]) == [2, 6]
+    assert sorted(p.name for p in (tmp_path / "sw").iterdir()) == [
+        "index.csv", "sweep.csv", "sweep.png", "value=1_fail=False", "value=3_fail=False"]
 
 
 def test_unknown_parameter_is_refused(notebooks: Path, tmp_path: Path) -> None:

@@ -13,6 +13,12 @@ models
     baselines and BrainNetCNN.
 zeroshot
     Normative model of controls (Mahalanobis / kNN distance).
+identification
+    Session-to-session participant identification (Finn et al. 2015 fingerprinting) from
+    embeddings or FC: :func:`identification_accuracy`, :func:`identification_table`.
+embeddings
+    What embeddings encode: :func:`project_embeddings` (PCA / t-SNE table) and
+    :func:`site_decoding` (cross-validated site prediction versus chance).
 benchmark
     :func:`prepare_benchmark_data`, :func:`run_benchmark`, :func:`run_few_shot`,
     :func:`run_zero_shot`, :func:`write_metrics`.
@@ -34,6 +40,13 @@ from bmlib.evaluation.benchmark import (
     run_zero_shot,
     task_samples,
     write_metrics,
+)
+from bmlib.evaluation.embeddings import PROJECTION_COLUMNS, SiteDecoding, project_embeddings, site_decoding
+from bmlib.evaluation.identification import (
+    IdentificationResult,
+    identification_accuracy,
+    identification_table,
+    similarity_matrix,
 )
 from bmlib.evaluation.metrics import METRICS, compute_metrics, format_ci, summarize
 from bmlib.evaluation.models import (
@@ -68,6 +81,7 @@ __all__ = [
     "METRICS",
     "MODEL_NAMES",
     "NORMATIVE_METHODS",
+    "PROJECTION_COLUMNS",
     "ZERO_SHOT_REPRESENTATIONS",
     "BenchmarkData",
     "BenchmarkResult",
@@ -77,9 +91,11 @@ __all__ = [
     "Cohort",
     "FineTuneModel",
     "Fold",
+    "IdentificationResult",
     "LeakageError",
     "ModelInputs",
     "NormativeModel",
+    "SiteDecoding",
     "SklearnModel",
     "TorchModel",
     "build_model",
@@ -88,6 +104,8 @@ __all__ = [
     "few_shot_splits",
     "format_ci",
     "headline_metrics",
+    "identification_accuracy",
+    "identification_table",
     "inner_cv",
     "iter_folds",
     "kfold_splits",
@@ -98,10 +116,13 @@ __all__ = [
     "plot_roc_curves",
     "plot_zero_shot",
     "prepare_benchmark_data",
+    "project_embeddings",
     "run_benchmark",
     "run_few_shot",
     "run_zero_shot",
     "save_splits",
+    "similarity_matrix",
+    "site_decoding",
     "summarize",
     "task_samples",
     "validate_samples",
