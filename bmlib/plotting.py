@@ -1605,8 +1605,10 @@ def plot_embedding_projection(
         palette = "tab20" if n_hue > 10 else "tab10"
     if axes is None:
         _, axes = plt.subplots(figsize=(6.5, 5))
-    sns.scatterplot(data=data, x="x", y="y", hue=hue, style=style, palette=palette, s=22, alpha=0.8,
-                    linewidth=0, ax=axes, legend="auto" if legend else False)  # fmt: skip
+    size = float(np.clip(3000 / max(len(data), 1), 6, 24))  # smaller, lighter dots for thousands of scans
+    sns.scatterplot(data=data, x="x", y="y", hue=hue, style=style, palette=palette, s=size,
+                    alpha=0.8 if len(data) < 500 else 0.55, linewidth=0, ax=axes,
+                    legend="auto" if legend else False)  # fmt: skip
     method = frame.attrs.get("method", "pca")
     evr = frame.attrs.get("explained_variance_ratio")
     if method == "pca":
