@@ -41,6 +41,7 @@ from bmlib.evaluation.benchmark import (
     task_samples,
     write_metrics,
 )
+from bmlib.evaluation.compare import PRETRAINED_MODELS, model_matrix, pretraining_vs_baselines
 from bmlib.evaluation.embeddings import PROJECTION_COLUMNS, SiteDecoding, project_embeddings, site_decoding
 from bmlib.evaluation.identification import (
     IdentificationResult,
@@ -78,9 +79,12 @@ from bmlib.evaluation.splits import (
 from bmlib.evaluation.zeroshot import NORMATIVE_METHODS, NormativeModel
 
 __all__ = [
+    "model_matrix",
+    "pretraining_vs_baselines",
     "METRICS",
     "MODEL_NAMES",
     "NORMATIVE_METHODS",
+    "PRETRAINED_MODELS",
     "PROJECTION_COLUMNS",
     "ZERO_SHOT_REPRESENTATIONS",
     "BenchmarkData",
