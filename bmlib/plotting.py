@@ -1206,7 +1206,7 @@ def interpretation_explorer(
         ``.redraw()`` and ``.last_figure`` (the matplotlib figure last drawn).
     """
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     if not maps:
         raise ValueError("expected at least one task in maps, got none")
@@ -1252,7 +1252,8 @@ def interpretation_explorer(
         if truth is not None and task in truth:
             shown = np.abs(roi) >= (threshold or 0.0)
             title += f" | planted shown {int(shown[list(truth[task])].sum())}/{len(truth[task])}"
-        fig = plt.figure(figsize=(9, 3.4))
+        # a Figure outside pyplot: shown only in the widget, never again by the inline backend
+        fig = Figure(figsize=(9, 3.4))
         if view_dd.value == "edges" and edge is not None:
             evmax = _symmetric_limit(edge)
             plot_top_edges(edge, atlas, top_k=None if threshold else 20,
@@ -1265,8 +1266,6 @@ def interpretation_explorer(
                               palette=network_colors(atlas))  # fmt: skip
         else:
             plot_roi_markers(roi, atlas, threshold=threshold, figure=fig, title=title)
-        if box.last_figure is not None:
-            plt.close(box.last_figure)
         box.last_figure = fig
         box.last_title = title
         out.clear_output(wait=True)
