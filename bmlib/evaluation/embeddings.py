@@ -21,6 +21,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from bmlib.evaluation.identification import _as_matrix
+
 __all__ = ["PROJECTION_COLUMNS", "SiteDecoding", "project_embeddings", "site_decoding"]
 
 #: Columns of :func:`project_embeddings` output (``session`` follows when the metadata has it).
@@ -29,12 +31,7 @@ _METHODS = ("pca", "tsne")
 
 
 def _as_embeddings(x: Any, name: str = "embeddings") -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] == 0:
-        raise ValueError(f"expected {name} of shape (n_scans, n_features), got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"expected finite {name}, got {int((~np.isfinite(arr)).sum())} non-finite entries")
-    return arr
+    return _as_matrix(x, name)
 
 
 def project_embeddings(
