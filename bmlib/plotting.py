@@ -43,6 +43,8 @@ __all__ = [
     "fc_views_figure",
     "pfc_explorer",
     "plot_sweep",
+    "plot_network_bars_by_task",
+    "plot_representation_checks",
     "interpretation_explorer",
     "save_figure",
     "plot_reconstruction",
@@ -1296,6 +1298,103 @@ def interpretation_explorer(
         w.observe(redraw, names="value")
     redraw()
     return box
+
+
+def plot_representation_checks(
+    identification: pd.DataFrame,
+    site: pd.DataFrame,
+    *,
+    figure: Any = None,
+    output_file: str | os.PathLike[str] | None = None,
+) -> Any:
+    """Two bar panels: session-to-session identification and site decoding per representation.
+
+    Parameters
+    ----------
+    identification : pandas.DataFrame
+        :func:`bmlib.evaluation.identification_table` output (``accuracy``, ``chance``; index:
+        representation).
+    site : pandas.DataFrame
+        :func:`bmlib.evaluation.site_decoding_table` output (``balanced_accuracy``, ``chance``).
+    figure : matplotlib.figure.Figure, optional
+    output_file : path, optional
+        Save there; nothing is written otherwise.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Dashed lines mark chance; a good pretrained encoder is high on the left (individuals are
+        told apart) and low on the right (little scanner information).
+    """
+    import matplotlib.pyplot as plt
+
+    for name, frame, col in (("identification", identification, "accuracy"), ("site", site, "balanced_accuracy")):
+        if not isinstance(frame, pd.DataFrame) or col not in frame.columns or "chance" not in frame.columns:
+            raise ValueError(f"expected {name} as a DataFrame with columns {col!r} and 'chance', got {type(frame).__name__}"
+                             + (f" with columns {list(frame.columns)}" if isinstance(frame, pd.DataFrame) else ""))  # fmt: skip
+    fig = figure if figure is not None else plt.figure(figsize=(10, 3.5), layout="constrained")
+    axes = fig.subplots(1, 2)
+    panels = ((identification, "accuracy", "session-to-session identification", "accuracy"),
+              (site, "balanced_accuracy", "site decoding (lower = less site)", "balanced accuracy"))  # fmt: skip
+    for ax, (frame, col, title, ylabel) in zip(axes, panels, strict=True):
+        colors = [f"C{i}" for i in range(len(frame))]
+        ax.bar([str(i) for i in frame.index], frame[col].to_numpy(dtype=float), color=colors)
+        ax.axhline(float(frame["chance"].iloc[0]), ls="--", color="k", lw=1, label="chance")
+        ax.set(title=title, ylabel=ylabel, ylim=(0, 1.05))
+        ax.legend(loc="upper left", frameon=False)
+    _save(fig, output_file)
+    return fig
+
+
+def plot_network_bars_by_task(
+    networks: pd.DataFrame,
+    atlas: Any,
+    *,
+    method: str,
+    reference: float | None = 1.0,
+    figure: Any = None,
+    output_file: str | os.PathLike[str] | None = None,
+) -> Any:
+    """One :func:`plot_network_bars` panel per task for one method, stacked, shared x axis.
+
+    Parameters
+    ----------
+    networks : pandas.DataFrame
+        ``TaskSetInterpretation.networks`` (columns ``task``, ``method``, ``network``,
+        ``importance``, ``p_value``).
+    atlas : Atlas
+        Network colours.
+    method : str
+        Which method's network summary to show.
+    reference : float or None, default=1.0
+        Dashed reference line (1 = a network's average share).
+    figure : matplotlib.figure.Figure, optional
+    output_file : path, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    need = {"task", "method", "network", "importance"}
+    if not isinstance(networks, pd.DataFrame) or not need <= set(networks.columns):
+        raise ValueError(f"expected a networks DataFrame with columns {sorted(need)}")
+    rows = networks[networks["method"] == method]
+    if rows.empty:
+        raise ValueError(f"no rows for method {method!r}; methods are {sorted(networks['method'].unique())}")
+    tasks = list(dict.fromkeys(rows["task"]))
+    fig = figure if figure is not None else plt.figure(figsize=(7, 2.2 * len(tasks)))
+    axes = fig.subplots(len(tasks), 1, sharex=True, squeeze=False)[:, 0]
+    p_col = "p_value" if "p_value" in rows.columns else None
+    for ax, task in zip(axes, tasks, strict=True):
+        plot_network_bars(rows[rows["task"] == task], p_col=p_col, axes=ax, title=task, reference=reference,
+                          palette=network_colors(atlas))  # fmt: skip
+        ax.set(xlabel="", ylabel="share")
+    fig.suptitle(f"{method}: each network's share of the map (1 = average)")
+    fig.tight_layout()
+    _save(fig, output_file)
+    return fig
 
 
 # ----------------------------------------------------------------------------- sweeps

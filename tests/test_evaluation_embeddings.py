@@ -113,3 +113,16 @@ def test_site_decoding_input_errors():
         E.site_decoding(x, meta["site"], meta["participant"], C=0)
     with pytest.raises(ValueError, match="no missing values in sites"):
         E.site_decoding(x, meta["site"].where(meta.index > 0), meta["participant"])
+
+
+def test_site_decoding_table_one_row_per_representation() -> None:
+    rng = np.random.default_rng(0)
+    sites = np.repeat(["s1", "s2"], 40)
+    participants = np.repeat(np.arange(40), 2)  # two scans per participant, same site
+    informative = rng.normal(size=(80, 5)) + (sites == "s1")[:, None] * 3.0
+    table = E.site_decoding_table({"site_info": informative, "noise": rng.normal(size=(80, 5))}, sites, participants,
+                                n_splits=4, seed=0)  # fmt: skip
+    assert list(table.index) == ["site_info", "noise"] and set(table["chance"]) == {0.5}
+    assert table.loc["site_info", "balanced_accuracy"] > 0.9 and table.loc["noise", "balanced_accuracy"] < 0.75
+    with pytest.raises(ValueError, match="non-empty mapping"):
+        E.site_decoding_table({}, sites, participants)

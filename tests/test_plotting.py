@@ -481,3 +481,30 @@ def test_plotly_png_export_uses_kaleido_with_the_system_browser(tmp_path, atlas,
     path = P.save_figure(P.brain_3d(values, atlas, surface=False), tmp_path / "brain.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
     assert _files(tmp_path) == ["brain.png"]
+
+
+def test_plot_representation_checks_draws_both_panels_with_chance(tmp_path):
+    ident = pd.DataFrame({"accuracy": [0.6, 0.1, 0.9], "chance": [0.01] * 3}, index=["pretrained", "random_init", "raw_fc"])
+    site = pd.DataFrame({"balanced_accuracy": [0.3, 0.2, 0.4], "chance": [0.1] * 3}, index=ident.index)
+    fig = P.plot_representation_checks(ident, site, output_file=tmp_path / "checks.png")
+    left, right = fig.axes
+    assert [p.get_height() for p in left.patches] == pytest.approx([0.6, 0.1, 0.9])
+    assert [p.get_height() for p in right.patches] == pytest.approx([0.3, 0.2, 0.4])
+    assert right.lines[0].get_ydata()[0] == pytest.approx(0.1) and left.lines[0].get_ydata()[0] == pytest.approx(0.01)
+    assert _files(tmp_path) == ["checks.png"]
+    with pytest.raises(ValueError, match="balanced_accuracy"):
+        P.plot_representation_checks(ident, ident)
+
+
+def test_plot_network_bars_by_task_one_panel_per_task(atlas, tmp_path):
+    nets = list(atlas.network_names)
+    frame = pd.concat([
+        pd.DataFrame({"task": task, "method": method, "network": nets, "importance": np.linspace(0.5, 1.5, 7),
+                      "p_value": np.linspace(0.01, 0.9, 7)})
+        for task in ("task_a", "task_b") for method in ("occlusion", "univariate")
+    ])  # fmt: skip
+    fig = P.plot_network_bars_by_task(frame, atlas, method="univariate", output_file=tmp_path / "n.png")
+    assert [ax.get_title() for ax in fig.axes] == ["task_a", "task_b"]
+    assert all(len(ax.patches) == 7 for ax in fig.axes) and _files(tmp_path) == ["n.png"]
+    with pytest.raises(ValueError, match="methods are"):
+        P.plot_network_bars_by_task(frame, atlas, method="rollout")

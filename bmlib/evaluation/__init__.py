@@ -42,7 +42,13 @@ from bmlib.evaluation.benchmark import (
     write_metrics,
 )
 from bmlib.evaluation.compare import PRETRAINED_MODELS, model_matrix, pretraining_vs_baselines
-from bmlib.evaluation.embeddings import PROJECTION_COLUMNS, SiteDecoding, project_embeddings, site_decoding
+from bmlib.evaluation.embeddings import (
+    PROJECTION_COLUMNS,
+    SiteDecoding,
+    project_embeddings,
+    site_decoding,
+    site_decoding_table,
+)
 from bmlib.evaluation.identification import (
     IdentificationResult,
     identification_accuracy,
@@ -81,6 +87,7 @@ from bmlib.evaluation.zeroshot import NORMATIVE_METHODS, NormativeModel
 __all__ = [
     "model_matrix",
     "pretraining_vs_baselines",
+    "site_decoding_table",
     "METRICS",
     "MODEL_NAMES",
     "NORMATIVE_METHODS",

@@ -15,6 +15,7 @@ A foundation model should encode the brain, not the scanner. Two views of that q
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,7 +24,7 @@ import pandas as pd
 
 from bmlib.evaluation.identification import _as_matrix
 
-__all__ = ["PROJECTION_COLUMNS", "SiteDecoding", "project_embeddings", "site_decoding"]
+__all__ = ["PROJECTION_COLUMNS", "SiteDecoding", "project_embeddings", "site_decoding", "site_decoding_table"]
 
 #: Columns of :func:`project_embeddings` output (``session`` follows when the metadata has it).
 PROJECTION_COLUMNS: tuple[str, ...] = ("sample_id", "participant", "dataset", "site", "x", "y")
@@ -214,3 +215,30 @@ def site_decoding(
         n_sites=len(site_names), n_scans=n, n_participants=n_groups, n_splits=n_splits,
         confusion=confusion.rename_axis(index="site", columns="predicted"),
     )  # fmt: skip
+
+
+def site_decoding_table(
+    representations: Mapping[str, Any],
+    sites: Any,
+    participants: Any,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """:func:`site_decoding` for several representations of the same scans.
+
+    Parameters
+    ----------
+    representations : mapping name -> array (n_scans, n_features)
+        E.g. ``{"pretrained": ..., "random_init": ..., "raw_fc": ...}``.
+    sites, participants : array-like (n_scans,)
+    **kwargs
+        Passed to :func:`site_decoding` (``n_splits``, ``C``, ``seed``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per representation (index: its name), columns of :meth:`SiteDecoding.as_dict`.
+    """
+    if not isinstance(representations, Mapping) or not representations:
+        raise ValueError("expected a non-empty mapping name -> embeddings (n_scans, n_features)")
+    rows = {name: site_decoding(x, sites, participants, **kwargs).as_dict() for name, x in representations.items()}
+    return pd.DataFrame.from_dict(rows, orient="index")
