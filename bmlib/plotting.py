@@ -43,6 +43,8 @@ __all__ = [
     "fc_views_figure",
     "pfc_explorer",
     "plot_sweep",
+    "export_brain_3d",
+    "plot_training_history",
     "plot_network_bars_by_task",
     "plot_representation_checks",
     "interpretation_explorer",
@@ -1392,6 +1394,90 @@ def plot_network_bars_by_task(
                           palette=network_colors(atlas))  # fmt: skip
         ax.set(xlabel="", ylabel="share")
     fig.suptitle(f"{method}: each network's share of the map (1 = average)")
+    fig.tight_layout()
+    _save(fig, output_file)
+    return fig
+
+
+def export_brain_3d(
+    maps: Mapping[str, Mapping[str, Any]],
+    atlas: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    method: str,
+    surface: bool = True,
+    include_plotlyjs: bool | str = "directory",
+) -> dict[str, Any]:
+    """A :func:`brain_3d` figure of one method's group map per task, saved as ``<task>_brain3d.html``.
+
+    Parameters
+    ----------
+    maps : mapping task -> (mapping method -> GroupMap or array (R,))
+        E.g. ``TaskSetInterpretation.maps("group")``.
+    atlas : Atlas
+    out_dir : path
+        Folder receiving the HTML files (created if missing).
+    method : str
+        Which method's map to draw.
+    surface : bool, default=True
+        Draw the translucent cortical mesh.
+    include_plotlyjs : bool or str, default="directory"
+        As in :func:`save_figure`; ``"directory"`` writes one shared ``plotly.min.js``.
+
+    Returns
+    -------
+    dict task -> plotly Figure
+    """
+    if not maps:
+        raise ValueError("expected at least one task in maps, got none")
+    missing = [task for task, per_method in maps.items() if method not in per_method]
+    if missing:
+        raise ValueError(f"method {method!r} is missing for tasks {missing}")
+    out = Path(out_dir)
+    figures = {}
+    for task, per_method in maps.items():
+        entry = per_method[method]
+        roi = entry.roi if hasattr(entry, "roi") else entry
+        figures[task] = brain_3d(roi, atlas, title=f"{task}: {method}", surface=surface)
+        save_figure(figures[task], out / f"{task}_brain3d.html", include_plotlyjs=include_plotlyjs)
+    return figures
+
+
+def plot_training_history(
+    history: pd.DataFrame,
+    columns: Sequence[str] = ("loss", "mrm", "lra", "emb_std"),
+    *,
+    x: str = "step",
+    figure: Any = None,
+    output_file: str | os.PathLike[str] | None = None,
+) -> Any:
+    """One panel per logged quantity of a pretraining history (``FitResult.history``).
+
+    Parameters
+    ----------
+    history : pandas.DataFrame
+        Per-step rows with ``x`` and the ``columns``; columns it lacks are skipped.
+    columns : sequence of str, default=("loss", "mrm", "lra", "emb_std")
+    x : str, default="step"
+    figure : matplotlib.figure.Figure, optional
+    output_file : path, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if not isinstance(history, pd.DataFrame) or x not in history.columns:
+        raise ValueError(f"expected a history DataFrame with a {x!r} column")
+    shown = [c for c in columns if c in history.columns]
+    if not shown:
+        raise ValueError(f"none of {list(columns)} is a column of the history ({list(history.columns)})")
+    fig = figure if figure is not None else plt.figure(figsize=(4 * len(shown), 3))
+    axes = np.atleast_1d(fig.subplots(1, len(shown)))
+    for ax, col in zip(axes, shown, strict=True):
+        ax.plot(history[x].to_numpy(), history[col].to_numpy(dtype=float))
+        ax.set(title=col, xlabel=x)
     fig.tight_layout()
     _save(fig, output_file)
     return fig

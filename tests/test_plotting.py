@@ -508,3 +508,23 @@ def test_plot_network_bars_by_task_one_panel_per_task(atlas, tmp_path):
     assert all(len(ax.patches) == 7 for ax in fig.axes) and _files(tmp_path) == ["n.png"]
     with pytest.raises(ValueError, match="methods are"):
         P.plot_network_bars_by_task(frame, atlas, method="rollout")
+
+
+def test_export_brain_3d_one_html_per_task_with_shared_plotlyjs(tmp_path, atlas, values):
+    maps = {"task_a": {"occlusion": I.GroupMap("occlusion", values)},
+            "task_b": {"occlusion": values[::-1].copy()}}
+    figs = P.export_brain_3d(maps, atlas, tmp_path, method="occlusion", surface=False)
+    assert list(figs) == ["task_a", "task_b"] and figs["task_a"].layout.title.text == "task_a: occlusion"
+    assert _files(tmp_path) == ["plotly.min.js", "task_a_brain3d.html", "task_b_brain3d.html"]
+    assert np.allclose(np.asarray(figs["task_b"].data[0].marker.color, dtype=float), values[::-1])
+    with pytest.raises(ValueError, match="missing for tasks"):
+        P.export_brain_3d(maps, atlas, tmp_path, method="gradient")
+
+
+def test_plot_training_history_panels(tmp_path):
+    history = pd.DataFrame({"step": [1, 2, 3], "loss": [3.0, 2.0, 1.5], "mrm": [0.1, 0.08, 0.05], "lr": [1, 1, 1]})
+    fig = P.plot_training_history(history, output_file=tmp_path / "h.png")
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "mrm"]  # lra / emb_std not logged: skipped
+    assert list(fig.axes[0].lines[0].get_ydata()) == [3.0, 2.0, 1.5] and _files(tmp_path) == ["h.png"]
+    with pytest.raises(ValueError, match="none of"):
+        P.plot_training_history(history, ["lra"])
