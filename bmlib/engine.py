@@ -54,7 +54,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from bmlib import __version__
 from bmlib import distributed as bdist
 from bmlib._io import atomic_path, atomic_write_json, atomic_write_text
-from bmlib.model import CHECKPOINT_FORMAT, EncoderConfig, encoder_config
+from bmlib.connectivity import fc_list
+from bmlib.model import CHECKPOINT_FORMAT, EncoderConfig, encoder_config, input_norm_statistics
 from bmlib.objectives import BrainMassPretrainer, ObjectiveConfig, cosine_momentum, objective_config
 from bmlib.pfc import PFCCollate, make_views
 
@@ -327,6 +328,49 @@ class _DictItems(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return {"x": torch.as_tensor(np.asarray(self.base[i]), dtype=torch.float32), "index": i}
+
+
+#: Scans whose full-length FC sets the edge statistics of ``input_norm="edge"``.
+INPUT_NORM_SCANS = 2048
+
+
+@torch.no_grad()
+def fit_input_norm(
+    pretrainer: BrainMassPretrainer,
+    dataset: Dataset,
+    *,
+    max_scans: int = INPUT_NORM_SCANS,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> int:
+    """Set the encoder's ``input_norm="edge"`` statistics from the training scans.
+
+    The full-length FC of up to ``max_scans`` scans (a seeded random subset when there are
+    more) gives every edge's mean and standard deviation across scans; online and target
+    encoders get the same values. Every process of a distributed run draws the same subset.
+
+    Parameters
+    ----------
+    pretrainer : BrainMassPretrainer
+    dataset : Dataset of ``{"x": (T, R)}`` items
+    max_scans : int, default=INPUT_NORM_SCANS
+    seed : int, default=0
+    device : str or torch.device, default="cpu"
+
+    Returns
+    -------
+    int
+        Number of scans used.
+    """
+    n = len(dataset)
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=g)[:max_scans] if n > max_scans else torch.arange(n)
+    series = [dataset[int(i)]["x"] for i in order.sort().values]
+    fc = fc_list(series, device=device)
+    mean, std = input_norm_statistics(fc)
+    for encoder in (pretrainer.encoder, pretrainer.target_encoder):
+        encoder.set_input_norm(mean, std)
+    return len(series)
 
 
 def _as_torch_dataset(dataset: Any) -> tuple[Dataset, dict[str, Any]]:
@@ -1247,6 +1291,8 @@ def fit(
     # ---- model, optimizer, schedules -------------------------------------------------------
     torch.manual_seed(seed)
     pretrainer = BrainMassPretrainer(enc_cfg, obj_cfg).to(dev)
+    if enc_cfg.input_norm == "edge" and ckpt is None:  # a resumed run restores them with the weights
+        fit_input_norm(pretrainer, torch_ds, seed=seed, device=dev)
     optimizer = build_optimizer(pretrainer, lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup_steps, total_steps, min_lr / lr))
     scaler = make_grad_scaler(dev, amp)

@@ -304,7 +304,9 @@ def random_init_like(encoder: nn.Module, seed: int | None = 0) -> nn.Module:
     """A freshly initialised encoder of the same architecture (a seeded random-init baseline).
 
     Rebuilt as ``type(encoder)(encoder.cfg)`` (or ``.config``) under ``torch.manual_seed(seed)``
-    in a forked RNG, so the global torch RNG is untouched. Encoders without a config attribute
+    in a forked RNG, so the global torch RNG is untouched. Buffers (statistics fitted from data,
+    such as the input normalisation of ``input_norm="edge"``) are copied from ``encoder``, so
+    the baseline differs only in its learned weights. Encoders without a config attribute
     are deep-copied and every submodule with ``reset_parameters`` is reset; that fallback
     raises if any parameter outside such submodules would keep its trained value.
 
@@ -339,4 +341,11 @@ def random_init_like(encoder: nn.Module, seed: int | None = 0) -> nn.Module:
                     f"cannot re-initialise {type(encoder).__name__} without a .cfg/.config attribute: "
                     f"parameters {left[:3]} have no reset_parameters()"
                 )
+    # buffers hold statistics fitted from data (e.g. the encoder's input normalisation), not
+    # learned weights: the baseline keeps them so that only the training differs
+    own = dict(encoder.named_buffers())
+    with torch.no_grad():
+        for name, buf in fresh.named_buffers():
+            if name in own and own[name].shape == buf.shape:
+                buf.copy_(own[name].detach().to(buf.device, buf.dtype))
     return fresh.eval()

@@ -20,14 +20,25 @@ themselves, so no extra "column visible" indicator is added.
 
 Presets (:data:`PRESETS`, :func:`encoder_config`):
 
-======  =====  =====  =====  =====  ================================  ==============
-preset  dim    depth  heads  ffn    readout                           activation
-======  =====  =====  =====  =====  ================================  ==============
-tiny    64     2      4      128    mean of tokens (64)               gelu
-small   128    4      4      256    mean of tokens (128)              gelu
-base    256    8      8      1024   mean of tokens (256)              gelu
-paper   R      16     10     2048   concat: Linear(D->8) per ROI (8R) relu
-======  =====  =====  =====  =====  ================================  ==============
+======  =====  =====  =====  =====  ======================================  ==========  ==========
+preset  dim    depth  heads  ffn    readout                                 activation  input_norm
+======  =====  =====  =====  =====  ======================================  ==========  ==========
+tiny    64     2      4      128    concat: Linear(D->8) per ROI (8R)       gelu        edge
+small   128    4      4      256    concat: Linear(D->8) per ROI (8R)       gelu        edge
+base    256    8      8      1024   concat: Linear(D->8) per ROI (8R)       gelu        edge
+paper   R      16     10     2048   concat: Linear(D->8) per ROI (8R)       relu        none
+======  =====  =====  =====  =====  ======================================  ==========  ==========
+
+Why ``tiny``/``small``/``base`` use the concatenated read-out and edge-standardised input
+(measured on the default corpus, 810 participants with two sessions, session-to-session
+identification from the pooled embedding, ``tiny``, 8 epochs): with the mean of tokens the
+pooled embedding of a random or a pretrained encoder identifies 0.6% of participants
+(chance 0.1%), since averaging over ROIs cancels what is individual; a read-out that keeps
+ROI identity (concat) keeps it. FC rows are dominated by the group FC that every scan
+shares; standardising each edge across the pretraining scans (``input_norm="edge"``) lets
+the tokens carry the individual deviations (random-init tokens: 0.04 -> 0.28). With both,
+pretraining raises identification above the random-init encoder of the same architecture.
+``paper`` keeps the original's raw-FC input; pass ``input_norm="edge"`` to change it.
 
 ``paper`` follows the original BrainMass code (width = number of ROIs, 16 layers, 10
 heads, FFN 2048, ReLU, an 8-feature-per-ROI read-out with LeakyReLU, flattened to
@@ -60,6 +71,8 @@ __all__ = [
     "BrainEncoder",
     "encoder_config",
     "count_parameters",
+    "input_norm_statistics",
+    "INPUT_NORM_MIN_STD",
     "load_encoder",
     "CHECKPOINT_FORMAT",
 ]
@@ -68,6 +81,9 @@ CHECKPOINT_FORMAT = "bmlib-checkpoint-v1"
 
 _ACTIVATIONS = ("gelu", "relu")
 _READOUTS = ("mean", "concat")
+_INPUT_NORMS = ("none", "edge")
+#: Smallest between-scan standard deviation an edge is divided by (``input_norm="edge"``).
+INPUT_NORM_MIN_STD = 0.05
 
 
 # ---------------------------------------------------------------------------------------
@@ -109,6 +125,13 @@ class EncoderConfig:
         Recompute each block in backward instead of storing its activations
         (:func:`torch.utils.checkpoint.checkpoint`): about one extra forward pass of
         compute for a large cut in activation memory.
+    input_norm : {"none", "edge"}, default="none"
+        ``"edge"`` standardises every FC edge with the mean and standard deviation across
+        the pretraining scans before the token embedding, ``(fc - mean) / max(std, 0.05)``,
+        so tokens describe how a scan *deviates* from the group rather than the group FC
+        that all scans share. The statistics are buffers set once from data
+        (:meth:`BrainEncoder.set_input_norm`, done by :func:`bmlib.engine.fit`) and saved in
+        every checkpoint; they are not trained. Until set they are the identity.
     """
 
     n_rois: int
@@ -123,6 +146,7 @@ class EncoderConfig:
     qkv_bias: bool = True
     norm_eps: float = 1e-5
     checkpoint_activations: bool = False
+    input_norm: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("n_rois", "dim", "depth", "heads", "ffn_dim", "readout_features"):
@@ -144,6 +168,8 @@ class EncoderConfig:
             )
         if self.readout not in _READOUTS:
             raise ValueError(f"EncoderConfig.readout must be one of {_READOUTS}, got {self.readout!r}")
+        if self.input_norm not in _INPUT_NORMS:
+            raise ValueError(f"EncoderConfig.input_norm must be one of {_INPUT_NORMS}, got {self.input_norm!r}")
         if not self.norm_eps > 0:
             raise ValueError(f"EncoderConfig.norm_eps must be > 0, got {self.norm_eps!r}")
 
@@ -175,9 +201,9 @@ class EncoderConfig:
 
 #: Preset name -> fields (``dim=None`` means "width = number of ROIs").
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(dim=64, depth=2, heads=4, ffn_dim=128, dropout=0.0, activation="gelu", readout="mean"),
-    "small": dict(dim=128, depth=4, heads=4, ffn_dim=256, dropout=0.0, activation="gelu", readout="mean"),
-    "base": dict(dim=256, depth=8, heads=8, ffn_dim=1024, dropout=0.0, activation="gelu", readout="mean"),
+    "tiny": dict(dim=64, depth=2, heads=4, ffn_dim=128, dropout=0.0, activation="gelu", readout="concat", input_norm="edge"),
+    "small": dict(dim=128, depth=4, heads=4, ffn_dim=256, dropout=0.0, activation="gelu", readout="concat", input_norm="edge"),
+    "base": dict(dim=256, depth=8, heads=8, ffn_dim=1024, dropout=0.0, activation="gelu", readout="concat", input_norm="edge"),
     "paper": dict(
         dim=None,
         depth=16,
@@ -440,7 +466,33 @@ class BrainEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(D, eps=cfg.norm_eps)
         self.readout = nn.Linear(D, cfg.readout_features) if cfg.readout == "concat" else None
+        if cfg.input_norm == "edge":  # data statistics, saved with the weights, never trained
+            self.register_buffer("input_mean", torch.zeros(R, R))
+            self.register_buffer("input_scale", torch.ones(R, R))  # 1 / max(std, INPUT_NORM_MIN_STD)
         self.reset_parameters()
+
+    @torch.no_grad()
+    def set_input_norm(self, mean: Tensor, std: Tensor) -> None:
+        """Set the edge statistics of ``input_norm="edge"`` (mean and std across scans).
+
+        Parameters
+        ----------
+        mean, std : Tensor, shape (R, R)
+            Mean and standard deviation of every FC edge across the pretraining scans
+            (see :func:`input_norm_statistics`). ``std`` is floored at
+            :data:`INPUT_NORM_MIN_STD`.
+        """
+        if self.cfg.input_norm != "edge":
+            raise ValueError(f"this encoder has input_norm={self.cfg.input_norm!r}; set_input_norm needs 'edge'")
+        R = self.cfg.n_rois
+        for name, value in (("mean", mean), ("std", std)):
+            if not isinstance(value, Tensor) or value.shape != (R, R):
+                got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise ValueError(f"expected {name} as a tensor of shape ({R}, {R}), got {got}")
+            if not bool(torch.isfinite(value).all()):
+                raise ValueError(f"expected finite values in {name}, got NaN or infinite entries")
+        self.input_mean.copy_(mean)
+        self.input_scale.copy_(std.clamp_min(INPUT_NORM_MIN_STD).reciprocal())
 
     def reset_parameters(self) -> None:
         """Xavier-uniform linear weights, zero biases, N(0, 0.02) embeddings (as MAE)."""
@@ -475,6 +527,8 @@ class BrainEncoder(nn.Module):
 
     def embed_tokens(self, fc: Tensor, mask: Tensor | None = None) -> Tensor:
         """Input tokens ``(B, R, D)``; masked columns zeroed, masked rows -> mask token."""
+        if self.cfg.input_norm == "edge":  # deviation from the group, in group-SD units
+            fc = (fc - self.input_mean.to(fc.dtype)) * self.input_scale.to(fc.dtype)
         if mask is not None:
             fc = fc.masked_fill(mask[:, None, :], 0.0)  # (B, R, R): masked columns removed
         x = self.embed(fc)  # (B, R, D)
@@ -521,6 +575,38 @@ class BrainEncoder(nn.Module):
         if self.readout is None:
             return tokens.mean(dim=1)  # (B, D)
         return F.leaky_relu(self.readout(tokens)).flatten(1)  # (B, R * readout_features)
+
+
+@torch.no_grad()
+def input_norm_statistics(fc: Tensor, chunk: int = 512) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation of every edge across scans, for ``input_norm="edge"``.
+
+    Parameters
+    ----------
+    fc : Tensor, shape (N, R, R)
+        FC matrices of the pretraining scans (N >= 2).
+    chunk : int, default=512
+        Scans summed at a time (float64 accumulation).
+
+    Returns
+    -------
+    mean, std : Tensor, shape (R, R), float32
+        ``std`` is the sample standard deviation (``N - 1``).
+    """
+    if not isinstance(fc, Tensor) or fc.ndim != 3 or fc.shape[1] != fc.shape[2]:
+        got = tuple(fc.shape) if isinstance(fc, Tensor) else type(fc).__name__
+        raise ValueError(f"expected fc as a tensor of shape (N, R, R), got {got}")
+    if fc.shape[0] < 2:
+        raise ValueError(f"expected at least 2 scans to estimate edge statistics, got {fc.shape[0]}")
+    total = torch.zeros(fc.shape[1:], dtype=torch.float64, device=fc.device)
+    for part in fc.split(chunk):
+        total += part.double().sum(0)
+    mean = total / fc.shape[0]
+    sq = torch.zeros_like(total)
+    for part in fc.split(chunk):
+        sq += ((part.double() - mean) ** 2).sum(0)
+    std = (sq / (fc.shape[0] - 1)).sqrt()
+    return mean.float(), std.float()
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

@@ -138,6 +138,29 @@ def test_fit_checkpoint_contents(fitted: tuple[engine.FitResult, Path]) -> None:
     assert card["weights_sha256"] == weights_sha256(ckpt["model"])
 
 
+def test_fit_sets_edge_input_norm_from_the_training_scans(
+    fitted: tuple[engine.FitResult, Path], data: ListDataset
+) -> None:
+    from bmlib.connectivity import fc_list
+    from bmlib.model import input_norm_statistics
+
+    result, out = fitted
+    enc, target = result.pretrainer.encoder, result.pretrainer.target_encoder
+    assert enc.cfg.input_norm == "edge"
+    mean, std = input_norm_statistics(fc_list(data.series))  # all 24 scans (fewer than INPUT_NORM_SCANS)
+    torch.testing.assert_close(enc.input_mean, mean)
+    torch.testing.assert_close(enc.input_scale, 1.0 / std.clamp_min(0.05))
+    assert torch.equal(target.input_mean, enc.input_mean) and torch.equal(target.input_scale, enc.input_scale)
+    loaded, _ = load_encoder(out / "checkpoint.pt")  # saved with the weights
+    assert torch.equal(loaded.input_mean, enc.input_mean)
+    # a seeded subset when the corpus is larger than max_scans; same subset for the same seed
+    p = BrainMassPretrainer(enc.cfg, result.pretrainer.objective_cfg)
+    assert engine.fit_input_norm(p, data, max_scans=10, seed=4) == 10
+    first = p.encoder.input_mean.clone()
+    engine.fit_input_norm(p, data, max_scans=10, seed=4)
+    assert torch.equal(p.encoder.input_mean, first) and not torch.allclose(first, mean)
+
+
 def test_fit_model_card(fitted: tuple[engine.FitResult, Path]) -> None:
     result, out = fitted
     card = json.loads((out / "model_card.json").read_text())

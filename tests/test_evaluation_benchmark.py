@@ -41,7 +41,7 @@ def test_prepare(data, cohort) -> None:
     assert set(data.tasks) == {"planted", "null"}
     n = len(cohort.manifest)
     assert data.inputs.fc.shape == (n, R, R)
-    assert data.inputs.features["pretrained"].shape == (n, 16)
+    assert data.inputs.features["pretrained"].shape == (n, R * 8)  # concat read-out, 8 features per ROI
     assert not np.allclose(data.inputs.features["pretrained"], data.inputs.features["random"])
     assert len(data.identity["encoder_weights_sha256"]) == 64
     samples, inputs = data.task_inputs("null")

@@ -163,7 +163,7 @@ def test_finetune_copies_and_freezes(toy) -> None:
     model = FineTuneModel(enc, train_blocks=1, epochs=3, seed=0).fit(inputs.take(train), y[train], groups[train])
     for k, v in enc.state_dict().items():  # the pretrained encoder is untouched
         torch.testing.assert_close(v, before[k])
-    assert all(n.startswith(("blocks.1.", "norm.")) for n in model.trainable_)
+    assert all(n.startswith(("blocks.1.", "norm.", "readout.")) for n in model.trainable_)
     assert any(n.startswith("blocks.1.") for n in model.trainable_)
     tuned = model.module_.encoder.state_dict()
     torch.testing.assert_close(tuned["blocks.0.attn.qkv.weight"], before["blocks.0.attn.qkv.weight"])

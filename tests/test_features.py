@@ -39,7 +39,7 @@ def test_shapes_eval_mode_and_batching(encoder: BrainEncoder, fc: np.ndarray) ->
     a = extract_features(encoder, fc, batch_size=3)
     b = extract_features(encoder, torch.as_tensor(fc), batch_size=256)
     assert isinstance(a, Features) and len(a) == 7
-    assert a.pooled.shape == (7, 16) and a.rois.shape == (7, R, 16)
+    assert a.pooled.shape == (7, R * 8) and a.rois.shape == (7, R, 16)
     assert a.pooled.dtype == np.float32
     # dropout 0.3 is off (eval mode), so batch size and repetition do not matter
     np.testing.assert_allclose(a.pooled, b.pooled, rtol=1e-5, atol=1e-6)
@@ -125,6 +125,15 @@ def test_random_init_like(encoder: BrainEncoder) -> None:
     assert type(a) is type(encoder) and a.cfg == encoder.cfg and not a.training
     plain = torch.nn.Sequential(torch.nn.Linear(3, 3))
     assert not torch.equal(random_init_like(plain, 0)[0].weight, plain[0].weight)
+
+
+def test_random_init_like_keeps_fitted_input_normalisation(encoder: BrainEncoder, fc: np.ndarray) -> None:
+    from bmlib.model import input_norm_statistics
+
+    encoder.set_input_norm(*input_norm_statistics(torch.as_tensor(fc)))
+    fresh = random_init_like(encoder, seed=3)
+    assert torch.equal(fresh.input_mean, encoder.input_mean) and torch.equal(fresh.input_scale, encoder.input_scale)
+    assert not torch.equal(fresh.embed.weight, encoder.embed.weight)  # learned weights are new
 
 
 @pytest.mark.gpu

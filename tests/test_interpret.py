@@ -11,13 +11,15 @@ ROIs, 60 subjects; ROI AUC chance = 0.5):
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from bmlib import interpret as I
-from bmlib.model import BrainEncoder, encoder_config
+from bmlib.model import BrainEncoder, encoder_config, input_norm_statistics
 
 R = 20
 PLANTED = [2, 5, 11, 17]
@@ -47,6 +49,7 @@ def encoder_probe(task) -> I.EncoderProbe:
     torch.manual_seed(0)
     enc = BrainEncoder(encoder_config("tiny", R))
     fc, y = task
+    enc.set_input_norm(*input_norm_statistics(torch.as_tensor(fc)))  # as fit() does on its corpus
     return I.fit_encoder_probe(enc, fc, y)
 
 
@@ -678,9 +681,13 @@ def toy_atlas():
 
 @pytest.fixture(scope="module")
 def task_set(cohort, toy_atlas, encoder_probe, tmp_path_factory):
+    from bmlib.connectivity import fc_list
+
     data, truth = cohort
     out = tmp_path_factory.mktemp("interpret_tasks")
-    res = I.interpret_tasks(encoder_probe.encoder, data, atlas=toy_atlas, ground_truth=truth, n_permutations=19,
+    encoder = copy.deepcopy(encoder_probe.encoder)  # input statistics of this cohort, as after pretraining on it
+    encoder.set_input_norm(*input_norm_statistics(fc_list(list(data.series.values()))))
+    res = I.interpret_tasks(encoder, data, atlas=toy_atlas, ground_truth=truth, n_permutations=19,
                             out_dir=out)  # fmt: skip
     return res, out
 

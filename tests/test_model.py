@@ -10,9 +10,11 @@ from bmlib.model import (
     PRESETS,
     BrainEncoder,
     EncoderConfig,
+    INPUT_NORM_MIN_STD,
     FeedForward,
     count_parameters,
     encoder_config,
+    input_norm_statistics,
     load_encoder,
 )
 
@@ -40,9 +42,76 @@ def test_preset_shapes(preset: str) -> None:
     enc = BrainEncoder(cfg).eval()
     out = enc(toy_fc(3, 20))
     assert out.tokens.shape == (3, 20, cfg.dim)
-    assert out.pooled.shape == (3, cfg.pooled_dim) == (3, cfg.dim)
+    assert out.pooled.shape == (3, cfg.pooled_dim) == (3, 20 * cfg.readout_features)
+    assert (cfg.readout, cfg.input_norm) == ("concat", "edge")
     assert out.attention is None
     assert torch.isfinite(out.tokens).all()
+
+
+def test_mean_readout_pools_tokens() -> None:
+    enc = BrainEncoder(encoder_config("tiny", 20, readout="mean")).eval()
+    out = enc(toy_fc(3, 20))
+    assert enc.cfg.pooled_dim == enc.cfg.dim
+    torch.testing.assert_close(out.pooled, out.tokens.mean(1))
+
+
+# ----------------------------------------------------------------------------- input normalisation
+def test_input_norm_statistics_match_numpy() -> None:
+    import numpy as np
+
+    fc = toy_fc(9, 12, seed=3)
+    mean, std = input_norm_statistics(fc, chunk=4)  # several chunks
+    ref = fc.double().numpy()
+    np.testing.assert_allclose(mean.numpy(), ref.mean(0), atol=1e-6)
+    np.testing.assert_allclose(std.numpy(), ref.std(0, ddof=1), atol=1e-6)
+    with pytest.raises(ValueError, match=r"at least 2 scans"):
+        input_norm_statistics(fc[:1])
+    with pytest.raises(ValueError, match=r"shape \(N, R, R\), got \(9, 144\)"):
+        input_norm_statistics(fc.flatten(1))
+
+
+def test_edge_input_norm_standardises_tokens_input_and_is_saved() -> None:
+    torch.manual_seed(0)
+    cfg = encoder_config("tiny", 12)
+    enc = BrainEncoder(cfg).eval()
+    fc = toy_fc(6, 12, seed=1)
+    before = enc.embed_tokens(fc)
+    mean, std = input_norm_statistics(fc)
+    enc.set_input_norm(mean, std)
+    # what the embedding sees: (fc - mean) / max(std, floor)
+    z = (fc - mean) / std.clamp_min(INPUT_NORM_MIN_STD)
+    expected = enc.embed(z) + enc.roi_embed
+    torch.testing.assert_close(enc.embed_tokens(fc), expected)
+    assert not torch.allclose(before, expected)
+    # the diagonal (std 0) is mapped to 0, not divided by zero
+    assert torch.isfinite(enc(fc).pooled).all()
+    # statistics travel with the weights and a fresh encoder starts at the identity
+    fresh = BrainEncoder(cfg)
+    assert torch.equal(fresh.input_mean, torch.zeros(12, 12)) and torch.equal(fresh.input_scale, torch.ones(12, 12))
+    fresh.load_state_dict(enc.state_dict())
+    torch.testing.assert_close(fresh.eval()(fc).pooled, enc(fc).pooled)
+    with pytest.raises(ValueError, match=r"shape \(12, 12\), got \(11, 11\)"):
+        enc.set_input_norm(mean[:11, :11], std[:11, :11])
+    with pytest.raises(ValueError, match="finite"):
+        enc.set_input_norm(mean * float("nan"), std)
+    raw = BrainEncoder(encoder_config("tiny", 12, input_norm="none"))
+    assert "input_mean" not in dict(raw.named_buffers())
+    with pytest.raises(ValueError, match="input_norm='none'"):
+        raw.set_input_norm(mean, std)
+    with pytest.raises(ValueError, match="input_norm must be one of"):
+        encoder_config("tiny", 12, input_norm="zscore")
+
+
+def test_masked_columns_stay_hidden_with_edge_input_norm() -> None:
+    torch.manual_seed(0)
+    enc = BrainEncoder(encoder_config("tiny", 12)).eval()
+    fc = toy_fc(4, 12, seed=2)
+    enc.set_input_norm(*input_norm_statistics(fc))
+    mask = random_mask(4, 12, 3, seed=5)
+    other = fc.clone()
+    changed = mask[:, :, None] | mask[:, None, :]  # masked rows and columns get other values
+    other[changed] = toy_fc(4, 12, seed=9)[changed]
+    torch.testing.assert_close(enc.embed_tokens(fc, mask), enc.embed_tokens(other, mask), rtol=0, atol=0)
 
 
 def test_paper_preset_matches_original_configuration_and_parameter_formula() -> None:
