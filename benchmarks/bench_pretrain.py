@@ -18,6 +18,9 @@ Pipelines
     The DataLoader only pads raw series (:class:`bmlib.pfc.PFCCollate`, no workers); both pFC
     views of the whole batch are made on the training device by :func:`bmlib.pfc.make_views`
     (20% of timepoints dropped), inside the timed step.
+``bmlib-no-heap-cache``
+    ``bmlib`` with ``train_one_epoch(heap_cache=False)``: freed activation memory goes back to
+    the system every step (glibc's default), to measure what :mod:`bmlib._heap` saves.
 ``reference``
     As the original BrainMass code: a Dataset whose ``__getitem__`` draws two random 80%
     timepoint subsets of a scan and computes each FC with
@@ -37,6 +40,7 @@ Usage::
     python benchmarks/bench_pretrain.py                      # everything (about 20 minutes)
     python benchmarks/bench_pretrain.py --presets tiny small --steps 5
     python benchmarks/bench_pretrain.py --json results.json
+    python benchmarks/bench_pretrain.py --presets paper --pipelines bmlib bmlib-no-heap-cache --repeats 2
 """
 
 from __future__ import annotations
@@ -145,7 +149,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     optimizer = build_optimizer(pretrainer, lr=3e-4, weight_decay=5e-5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(1, 100, 0.01))
     g = torch.Generator().manual_seed(0)
-    if args.pipeline == "bmlib":
+    if args.pipeline in ("bmlib", "bmlib-no-heap-cache"):
         loader = DataLoader(
             _RawSeries(x), batch_size=args.batch_size, shuffle=True, generator=g, collate_fn=PFCCollate(),
             num_workers=0, pin_memory=device.type == "cuda", drop_last=True,
@@ -177,7 +181,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         generator=torch.Generator(device=device).manual_seed(0), view_fn=view_fn,
         momentum=lambda s: cosine_momentum(s, 100, obj_cfg.ema_base, obj_cfg.ema_final),
         amp=args.amp, scaler=make_grad_scaler(device, args.amp), grad_clip=1.0, max_steps=n_steps,
-        on_step=mark,
+        on_step=mark, heap_cache=args.pipeline != "bmlib-no-heap-cache",
     )
     total = time.perf_counter() - t0
     del loader  # joins the DataLoader workers so that RUSAGE_CHILDREN covers them
@@ -304,12 +308,17 @@ def _print_summary(results: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--presets", nargs="+", default=["tiny", "small", "paper"])
-    p.add_argument("--pipelines", nargs="+", default=["bmlib", "reference"], choices=["bmlib", "reference"])
+    p.add_argument(
+        "--pipelines", nargs="+", default=["bmlib", "reference"], choices=["bmlib", "bmlib-no-heap-cache", "reference"]
+    )
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--n-rois", type=int, default=100)
     p.add_argument("--n-timepoints", type=int, default=200)
-    p.add_argument("--steps", type=int, default=8, help="measured steps (tiny, small)")
+    p.add_argument(
+        "--steps", type=int, default=20,
+        help="measured steps (tiny, small); keep well above the reference DataLoader's 4 prefetched batches",
+    )
     p.add_argument("--paper-steps", type=int, default=3, help="measured steps (paper)")
     p.add_argument("--warmup", type=int, default=2, help="unmeasured first steps (paper: 1)")
     p.add_argument("--repeats", type=int, default=3, help="fresh-process runs per row; the fastest is shown")

@@ -53,6 +53,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from bmlib import __version__
 from bmlib import distributed as bdist
+from bmlib._heap import cpu_heap_cache
 from bmlib._io import atomic_path, atomic_write_json, atomic_write_text
 from bmlib.connectivity import fc_list
 from bmlib.model import CHECKPOINT_FORMAT, EncoderConfig, encoder_config, input_norm_statistics
@@ -477,6 +478,7 @@ def train_one_epoch(
     max_steps: int | None = None,
     forward_module: nn.Module | None = None,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    heap_cache: bool = True,
 ) -> list[dict[str, Any]]:
     """Train for one epoch (or until ``max_steps``) and return one history row per optimizer step.
 
@@ -527,6 +529,12 @@ def train_one_epoch(
         The module to call forward on (a DDP and/or compiled wrapper of ``pretrainer``).
     on_step : callable, optional
         Called with each history row, on every rank.
+    heap_cache : bool, default=True
+        On CPU, keep freed activation memory in the heap during the epoch instead of
+        returning it to the system and page-faulting it back every step
+        (:func:`bmlib._heap.cpu_heap_cache`; Linux/glibc only). About 25% faster at the
+        ``paper`` preset on 2 cores, for a higher peak RSS (3.7 -> 4.8 GB there); the memory
+        is given back at the end of the epoch.
 
     Returns
     -------
@@ -552,64 +560,65 @@ def train_one_epoch(
     t_step = time.perf_counter()
     n_samples = 0
     optimizer.zero_grad(set_to_none=True)
-    for i, batch in enumerate(loader):
-        b = first_batch + i
-        group_start = (b // accum_steps) * accum_steps
-        group_size = min(accum_steps, n_total - group_start)
-        last_in_group = b + 1 == group_start + group_size
-        batch = _to_device(batch, device)
-        micro_seed = _micro_seed(seed, epoch, b, rank)
-        generator.manual_seed(micro_seed)
-        torch.manual_seed(micro_seed ^ 0x5DEECE66D)
-        views = view_fn(batch, generator)  # (2, B, R, R)
-        n_samples += int(views.shape[1])
-        sync = contextlib.nullcontext() if (last_in_group or no_sync is None) else no_sync()
-        with sync:
-            with autocast_context(device, amp):
-                out = model(views[0], views[1], generator=generator)
-            loss = out["loss"] / group_size
-            (scaler.scale(loss) if scaler is not None else loss).backward()
-        for key, value in out.items():
-            if isinstance(value, torch.Tensor) and value.ndim == 0:
-                value = value.detach().float() / group_size
-                sums[key] = sums[key] + value if key in sums else value
-        if not last_in_group:
-            continue
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        max_norm = float(grad_clip) if grad_clip else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)  # norm before clipping
-        # one reduction per step: the logged values are means over processes (same on every rank)
-        keys = sorted(sums)
-        values = bdist.all_reduce_mean(torch.stack([sums[k] for k in keys] + [grad_norm.detach().float()])).tolist()
-        metrics = dict(zip(keys, values[:-1], strict=True))
-        if not math.isfinite(metrics["loss"]):
-            raise FloatingPointError(
-                f"non-finite loss {metrics['loss']} at step {step + 1} (epoch {epoch}), before the optimizer "
-                "step; lower lr, clip gradients harder or turn amp off"
-            )
-        lr = float(optimizer.param_groups[0]["lr"])
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        m = float(momentum_fn(step))
-        pretrainer.update_target(m)
-        step += 1
-        row: dict[str, Any] = {"step": step, "epoch": epoch, "lr": lr, "momentum": m, **metrics}
-        row["grad_norm"] = float(values[-1])
-        row["samples"] = n_samples * bdist.get_world_size()
-        row["step_s"] = time.perf_counter() - t_step
-        rows.append(row)
-        sums, n_samples = {}, 0
-        if on_step is not None:
-            on_step(row)
-        if max_steps is not None and step >= max_steps:
-            break
-        t_step = time.perf_counter()
+    with cpu_heap_cache(heap_cache and torch.device(device).type == "cpu"):  # no page faults per step
+        for i, batch in enumerate(loader):
+            b = first_batch + i
+            group_start = (b // accum_steps) * accum_steps
+            group_size = min(accum_steps, n_total - group_start)
+            last_in_group = b + 1 == group_start + group_size
+            batch = _to_device(batch, device)
+            micro_seed = _micro_seed(seed, epoch, b, rank)
+            generator.manual_seed(micro_seed)
+            torch.manual_seed(micro_seed ^ 0x5DEECE66D)
+            views = view_fn(batch, generator)  # (2, B, R, R)
+            n_samples += int(views.shape[1])
+            sync = contextlib.nullcontext() if (last_in_group or no_sync is None) else no_sync()
+            with sync:
+                with autocast_context(device, amp):
+                    out = model(views[0], views[1], generator=generator)
+                loss = out["loss"] / group_size
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+            for key, value in out.items():
+                if isinstance(value, torch.Tensor) and value.ndim == 0:
+                    value = value.detach().float() / group_size
+                    sums[key] = sums[key] + value if key in sums else value
+            if not last_in_group:
+                continue
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            max_norm = float(grad_clip) if grad_clip else math.inf
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)  # norm before clipping
+            # one reduction per step: the logged values are means over processes (same on every rank)
+            keys = sorted(sums)
+            values = bdist.all_reduce_mean(torch.stack([sums[k] for k in keys] + [grad_norm.detach().float()])).tolist()
+            metrics = dict(zip(keys, values[:-1], strict=True))
+            if not math.isfinite(metrics["loss"]):
+                raise FloatingPointError(
+                    f"non-finite loss {metrics['loss']} at step {step + 1} (epoch {epoch}), before the optimizer "
+                    "step; lower lr, clip gradients harder or turn amp off"
+                )
+            lr = float(optimizer.param_groups[0]["lr"])
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            m = float(momentum_fn(step))
+            pretrainer.update_target(m)
+            step += 1
+            row: dict[str, Any] = {"step": step, "epoch": epoch, "lr": lr, "momentum": m, **metrics}
+            row["grad_norm"] = float(values[-1])
+            row["samples"] = n_samples * bdist.get_world_size()
+            row["step_s"] = time.perf_counter() - t_step
+            rows.append(row)
+            sums, n_samples = {}, 0
+            if on_step is not None:
+                on_step(row)
+            if max_steps is not None and step >= max_steps:
+                break
+            t_step = time.perf_counter()
     return rows
 
 
