@@ -939,7 +939,8 @@ def _resume_checkpoint(
     if ckpt["encoder_config"] != enc_cfg.to_dict():
         raise ValueError(
             f"cannot resume: the checkpoint's encoder config {ckpt['encoder_config']} differs from the "
-            f"requested {enc_cfg.to_dict()} (same preset, overrides and data?)"
+            f"requested {enc_cfg.to_dict()} (same preset, overrides and data?); to train a new model, "
+            "write to another out_dir, or pass resume=None to start over in this one"
         )
     if ckpt["objective_config"] != obj_cfg.to_dict():
         raise ValueError(
