@@ -23,9 +23,12 @@ per second of:
     ``[np.corrcoef(s.T) for s in series]`` on float64 arrays.
 
 Slow methods run on the first ``--slow-batch`` scans (default 32); rates are per matrix, so
-they compare directly. Rounds are interleaved (every method once per round) and the best
-round is reported (the machine may be shared; the best round is the least disturbed), with
-the median next to it. Torch threads are left at their default.
+they compare directly. Rounds are interleaved (every method once per round, each timed call
+preceded by an untimed one, so that idle threads of the method before, still spinning, do not
+count against it) and the best round is reported (the machine may be shared; the best round
+is the least disturbed), with the median next to it. Torch threads are left at their default;
+numpy/scipy BLAS runs single-threaded for the nilearn and numpy methods (faster for them, see
+``_one_blas_thread``).
 
 Target on CPU: bmlib FC and pFC at both lengths >= 60% of the matmul rate.
 
@@ -51,6 +54,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -81,6 +85,20 @@ def naive_torch_fc(x: torch.Tensor) -> torch.Tensor:
     return torch.bmm(xn.mT, xn)
 
 
+def _one_blas_thread(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` run with numpy's and scipy's BLAS (OpenBLAS) limited to one thread.
+
+    On these per-scan 100 x 100 problems one thread is faster (measured: nilearn default 776 ->
+    1,044 FC/s, empirical 119 -> 423 at T=200), and multi-threaded OpenBLAS leaves its idle
+    threads spinning for ~0.1 s after each call, which halved the rate of the torch methods
+    timed next (matmul 50k -> 24k FC/s).
+    """
+    def limited() -> Any:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn()
+    return limited
+
+
 def measure(methods: dict[str, tuple[Callable[[], Any], int]], rounds: int, warmup: int,
             clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
     """Interleaved timing; returns matrices/s of every round for each method."""
@@ -90,6 +108,7 @@ def measure(methods: dict[str, tuple[Callable[[], Any], int]], rounds: int, warm
     rates: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(rounds):
         for name, (fn, n_matrices) in methods.items():
+            fn()  # untimed: absorbs the previous method's idle threads still spinning
             t0 = clock()
             fn()
             rates[name].append(n_matrices / max(clock() - t0, 1e-9))
@@ -121,9 +140,12 @@ def run(batch: int, n_rois: int, lengths: list[int], rounds: int, warmup: int, s
         if not skip_slow:
             nl_default = ConnectivityMeasure(kind="correlation")
             nl_emp = ConnectivityMeasure(kind="correlation", cov_estimator=EmpiricalCovariance())
-            methods["nilearn default (LW)"] = (lambda: nl_default.fit_transform(series), len(series))
-            methods["nilearn empirical"] = (lambda: nl_emp.fit_transform(series), len(series))
-            methods["numpy corrcoef loop"] = (lambda: [np.corrcoef(s.T) for s in series], len(series))
+            methods["nilearn default (LW)"] = (_one_blas_thread(lambda: nl_default.fit_transform(series)),
+                                               len(series))
+            methods["nilearn empirical"] = (_one_blas_thread(lambda: nl_emp.fit_transform(series)),
+                                            len(series))
+            methods["numpy corrcoef loop"] = (_one_blas_thread(lambda: [np.corrcoef(s.T) for s in series]),
+                                              len(series))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             rates = measure(methods, rounds, warmup, clock)

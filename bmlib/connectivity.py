@@ -31,21 +31,25 @@ evaluation tables rely on):
   NaN or infinite values raise :class:`ValueError` naming the sample and ROIs. A NaN matrix is
   never returned silently.
 
-Speed (see ``benchmarks/bench_fc.py``): scans are processed in chunks of about 4 MiB (measured
-faster than 2 MiB at T=200 and T=1200 on a 2-core Xeon: fewer small ops per scan). Each chunk is
-centred on an offset (the mean of 16 evenly spaced timepoints, close to the mean), its cross
-products come from one batched matrix product, the rest of the mean from one sum while the chunk
-is in cache, and ``S = Z^T Z - n m m^T`` is normalised in ``(R, R)`` space. The offset keeps
-float32 accurate on raw BOLD intensities (mean ~10^4 times the standard deviation) where the
+Speed (see ``benchmarks/bench_fc.py``): scans are processed in chunks of at most 4 MiB. Each
+chunk is centred on an offset (the mean of 16 evenly spaced timepoints, close to the mean), its
+cross products come from one batched matrix product (``torch.bmm``), the rest of the mean from the
+sum of the centred values, and ``S = Z^T Z - n m m^T`` is normalised in ``(R, R)`` space. The offset
+keeps float32 accurate on raw BOLD intensities (mean ~10^4 times the standard deviation) where the
 textbook ``X^T X - n mu mu^T`` would lose every digit; scans where the offset is too far from the
-mean are redone with exact two-pass centring. On CPU the chunks are shared by
-``torch.get_num_threads()`` worker threads, each running single-threaded torch ops on its own
-chunk (no barrier per small op, which costs a scheduler slice each on a busy machine). On other
+mean are redone with exact two-pass centring. On CPU, for float32/float64, the memory-bound passes
+around the matrix product run as two compiled numba kernels (:mod:`bmlib._fc_kernels`: gather,
+centre and sum in one pass; scale, correct, clip and set the diagonal in another); without numba,
+or with ``BMLIB_NUMBA=0``, the same steps run as torch ops. The chunks are shared by
+``torch.get_num_threads()`` worker threads, each running single-threaded ops and taking the next
+chunk when done (guided sizes: the last chunks are small, so the workers finish together); this
+avoids a barrier per small op, which costs a scheduler slice each on a busy machine. On other
 devices the whole batch is one chunk.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import threading
@@ -57,6 +61,8 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
+
+from bmlib import _fc_kernels
 
 __all__ = [
     "FISHER_Z_CLIP",
@@ -84,10 +90,12 @@ _ESTIMATORS = ("empirical", "ledoit_wolf")
 _DIAGONALS = ("ones", "zeros")
 _CONSTANT_POLICIES = ("raise", "zero")
 _KINDS = ("correlation", "covariance")
-_CPU_CHUNK_BYTES = 4 * 1024 * 1024  # chunk of scans processed while it sits in cache
+_CPU_CHUNK_BYTES = 4 * 1024 * 1024  # scans per chunk (measured best of 1-8 MiB with the shared queue)
 _LIST_BLOCK = 256  # scans padded together by fc_list / the estimator
 _N_PROBES = 16  # rows averaged for the centring offset
 _MAX_OFFSET_RATIO = 16.0  # centre exactly when n (mean - offset)^2 > this * centred sum of squares
+_KERNEL_DTYPES = (torch.float32, torch.float64)  # dtypes the numba kernels are compiled for
+_NO_INDEX = np.empty((0, 0), dtype=np.int64)  # index argument of the kernel for leading rows
 
 
 class ConstantSeriesError(ValueError):
@@ -166,14 +174,30 @@ def _check_lengths(
 # --------------------------------------------------------------------------------------------
 # the batched kernel
 # --------------------------------------------------------------------------------------------
-def _chunk_size(device: torch.device, n_rows: int, n_rois: int, itemsize: int, batch: int) -> int:
-    """Scans per chunk: about ``_CPU_CHUNK_BYTES`` each, a multiple of the CPU workers in count."""
+def _chunk_bounds(device: torch.device, n_rows: int, n_rois: int, itemsize: int,
+                  batch: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each chunk of scans: at most ``_CPU_CHUNK_BYTES``, shrinking at the end.
+
+    Guided schedule: each chunk holds ``1/(2 W)`` of the scans still left (W workers), between
+    ``_CPU_CHUNK_BYTES / 8`` and ``_CPU_CHUNK_BYTES``, so the last chunks are small and the
+    workers finish together (a worker on a slower core takes fewer chunks). One chunk on other
+    devices.
+    """
     if device.type != "cpu":
-        return max(batch, 1)
+        return [(0, batch)]
     workers = max(1, torch.get_num_threads())
-    n_chunks = math.ceil(batch * n_rows * n_rois * itemsize / _CPU_CHUNK_BYTES)
-    n_chunks = min(batch, workers * math.ceil(n_chunks / workers))
-    return max(1, math.ceil(batch / n_chunks))
+    per_scan = max(1, n_rows * n_rois * itemsize)
+    most = max(1, _CPU_CHUNK_BYTES // per_scan)
+    if workers == 1:
+        return [(start, min(batch, start + most)) for start in range(0, batch, most)]
+    least = max(1, most // 8)
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    while start < batch:
+        size = min(most, max(least, math.ceil((batch - start) / (2 * workers))))
+        bounds.append((start, min(batch, start + size)))
+        start += size
+    return bounds
 
 
 # CPU execution: chunks of scans are spread over a small pool of worker threads, each running
@@ -241,8 +265,25 @@ def _parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], device: torch.
     return [fut.result() for fut in futures]
 
 
-def _run_chunks(starts: list[int], fn: Callable[[int], None], device: torch.device) -> None:
-    _parallel_map(fn, starts, device)
+def _run_chunks(starts: list[Any], fn: Callable[[Any], None], device: torch.device) -> None:
+    """``fn(chunk)`` for every chunk; on CPU one task per worker, each taking the next chunk.
+
+    One wake-up per worker per call instead of one per chunk (a thread hand-off costs tens of
+    microseconds on a virtual machine; measured 0.60 -> 0.63 of the matmul rate at T=200).
+    """
+    workers = min(len(starts), max(1, torch.get_num_threads()))
+    order = iter(starts)  # shared queue: a worker takes the next chunk when done with one
+    lock = threading.Lock()
+
+    def drain(_: int) -> None:
+        while True:
+            with lock:
+                start = next(order, None)
+            if start is None:
+                return
+            fn(start)
+
+    _parallel_map(drain, range(workers), device)
 
 
 def _buffer(x: torch.Tensor, shape: tuple[int, int, int], name: str = "z") -> torch.Tensor:
@@ -356,29 +397,53 @@ def _connectivity(
         used = int(counts.min())
         step = max(1, used // _N_PROBES)
         tiny = (CONSTANT_TOLERANCE * torch.finfo(x.dtype).eps) ** 2 if kind == "correlation" else 0.0
-        chunk = _chunk_size(x.device, n_rows, n_rois, x.element_size(), batch)
+        bounds = _chunk_bounds(x.device, n_rows, n_rois, x.element_size(), batch)
+        # fused numba kernels for the memory-bound passes (CPU, float32/64; see _fc_kernels)
+        kern = _fc_kernels.kernels() if x.device.type == "cpu" and x.dtype in _KERNEL_DTYPES else None
+        if kern is not None:
+            x_np = x.detach().contiguous().numpy()
+            index_np = _NO_INDEX if index is None else index.detach().contiguous().numpy()
+            counts_np = counts.contiguous().numpy()
+            offsets_np = offsets.view(batch, n_rois).numpy()
+            sums_np, sumsq_np, gram_np = sums.numpy(), sumsq.numpy(), gram_all.detach().numpy()
 
-        def run_chunk(start: int, exact: bool = False) -> None:
-            stop = min(batch, start + chunk)
+        def run_chunk(span: tuple[int, int], exact: bool = False) -> None:
+            start, stop = span
             c = stop - start
             buf = _buffer(x, (c, n_rows, n_rois))
-            if index is None:
-                xb = x[start:stop]
-            else:  # copy the used rows once (a row gather; much faster than torch.gather)
-                xb = torch.index_select(flat, 0, (index[start:stop] + row_base[start:stop]).view(-1),
-                                        out=buf.view(-1, n_rois)).view(c, n_rows, n_rois)
             invalid = (rows[None, :] >= counts[start:stop, None])[:, :, None] if masked else None
-            if exact:  # rare path: offset = exact mean of the used rows
-                kept = xb if invalid is None else xb.masked_fill(invalid, 0.0)
-                torch.mul(kept.sum(1, keepdim=True), inv_n[start:stop, :, None], out=offsets[start:stop])
-            else:  # strided view of the probe rows: no copy
-                torch.mean(xb[:, :used:step][:, :_N_PROBES], 1, keepdim=True, out=offsets[start:stop])
-            offset = offsets[start:stop]
-            z = xb.sub_(offset) if index is not None else torch.sub(xb, offset, out=buf)
-            if invalid is not None:
-                z.masked_fill_(invalid, 0.0)
-            zsum = torch.sum(z, 1, out=sums[start:stop])  # (c, R)
+            fused = kern is not None and not exact
+            if fused:  # one pass: gather, subtract the probe offset, sum (rows >= count zeroed)
+                bad = kern.centre(x_np[start:stop], index_np if index is None else index_np[start:stop],
+                                  counts_np[start:stop], used, step, _N_PROBES, buf.numpy(),
+                                  offsets_np[start:stop], sums_np[start:stop])
+                if bad >= 0:
+                    sid = start + bad if sample_ids is None else int(sample_ids[start + bad])
+                    raise IndexError(f"sample {sid}{detail}: row index out of range [0, {x.shape[1]})")
+                z, zsum = buf, sums[start:stop]
+            else:
+                if index is None:
+                    xb = x[start:stop]
+                else:  # copy the used rows once (a row gather; much faster than torch.gather)
+                    xb = torch.index_select(flat, 0, (index[start:stop] + row_base[start:stop]).view(-1),
+                                            out=buf.view(-1, n_rois)).view(c, n_rows, n_rois)
+                if exact:  # rare path: offset = exact mean of the used rows
+                    kept = xb if invalid is None else xb.masked_fill(invalid, 0.0)
+                    torch.mul(kept.sum(1, keepdim=True), inv_n[start:stop, :, None], out=offsets[start:stop])
+                else:  # strided view of the probe rows: no copy
+                    torch.mean(xb[:, :used:step][:, :_N_PROBES], 1, keepdim=True, out=offsets[start:stop])
+                offset = offsets[start:stop]
+                z = xb.sub_(offset) if index is not None else torch.sub(xb, offset, out=buf)
+                if invalid is not None:
+                    z.masked_fill_(invalid, 0.0)
+                zsum = torch.sum(z, 1, out=sums[start:stop])  # (c, R)
             gram = torch.bmm(z.mT, z, out=gram_all[start:stop])  # Z^T Z (c, R, R)
+            if fused and fast_corr:  # one pass: scale, subtract u u^T, clip, set the diagonal
+                kern.normalise(gram_np[start:stop], sums_np[start:stop], counts_np[start:stop],
+                               sumsq_np[start:stop], value)
+                if fisher_z:
+                    _fisher_z_symmetric_(gram, clip)
+                return
             scaled = zsum.mul(inv_sqrt_n[start:stop, 0])  # sqrt(n) (mean - offset) (c, R)
             diag = gram.diagonal(dim1=-2, dim2=-1)
             var = torch.addcmul(diag, scaled, scaled, value=-1.0, out=sumsq[start:stop])  # centred
@@ -398,11 +463,11 @@ def _connectivity(
                 gram.mul_(outer).addcmul_(u.mT, u, value=-1.0).clamp_(-1.0, 1.0)
                 diag.fill_(value)
                 if fisher_z:
-                    gram.clamp_(-1.0 + clip, 1.0 - clip).atanh_()
+                    _fisher_z_symmetric_(gram, clip)
             else:
                 gram.addcmul_(scaled.mT, scaled, value=-1.0)  # centred cross products
 
-        _run_chunks(list(range(0, batch, chunk)), run_chunk, x.device)
+        _run_chunks(bounds, run_chunk, x.device)
         torch.addcmul(offsets[:, 0], sums, inv_n, out=means)
         # screen (B, R) statistics: precision lost to the offset (n (mean - offset)^2 > 16 var),
         # constant ROIs (var <= n (32 eps mean)^2), NaN/inf (comparisons with NaN are False)
@@ -411,8 +476,10 @@ def _connectivity(
         if suspicious:  # rare: redo the chunks whose offset cost precision, exactly
             lost = (sums**2 * inv_n > _MAX_OFFSET_RATIO * sumsq).any(1)  # (B,)
             if bool(lost.any()):
-                redo = sorted({int(i) // chunk * chunk for i in lost.nonzero().flatten().tolist()})
-                _run_chunks(redo, lambda start: run_chunk(start, exact=True), x.device)
+                stops = [stop for _, stop in bounds]
+                redo = sorted({bounds[bisect.bisect_right(stops, int(i))]
+                               for i in lost.nonzero().flatten().tolist()})
+                _run_chunks(redo, lambda span: run_chunk(span, exact=True), x.device)
                 torch.addcmul(offsets[:, 0], sums, inv_n, out=means)
 
     # ---- NaN/inf and constant ROIs, on the (B, R) statistics
@@ -473,8 +540,19 @@ def _finish_correlation(
     diag = torch.full(r.shape[:-1], value, dtype=r.dtype, device=r.device)
     r = torch.diagonal_scatter(r, diag, dim1=-2, dim2=-1)
     if fisher:
-        r = r.clamp(-1.0 + clip, 1.0 - clip).atanh()
+        z = r.clamp(-1.0 + clip, 1.0 - clip).atanh()
+        r = 0.5 * (z + z.mT)  # exactly symmetric (see _fisher_z_symmetric_)
     return r
+
+
+def _fisher_z_symmetric_(m: torch.Tensor, clip: float) -> torch.Tensor:
+    """In place ``arctanh(clip(m))`` of symmetric matrices ``(c, R, R)``, kept exactly symmetric.
+
+    torch's vectorised arctanh can differ by an ulp between SIMD lanes and the scalar tail, and
+    ``m_ij`` and ``m_ji`` may fall in different ones; both get ``(z_ij + z_ji) / 2``.
+    """
+    z = m.clamp_(-1.0 + clip, 1.0 - clip).atanh_()
+    return m.copy_(0.5 * (z + z.mT))
 
 
 def _ledoit_wolf_shrinkage(

@@ -11,10 +11,13 @@ BrainMass augments a scan by recomputing its FC on a random subset of its timepo
 
 Views are computed for the whole padded batch at once (no Python loop over scans): random keys
 for all ``(view, scan, timepoint)`` come from one draw of a seeded :class:`torch.Generator`,
-the dropped timepoints are the ``n_drop_i`` smallest keys of each scan (one batched ``topk``),
-the kept rows are gathered into a compact ``(B, K, R)`` block and FC follows with the kernel of
-:mod:`bmlib.connectivity` (on CPU both run on its single-threaded worker threads). The same seed on the same device gives the same views; a CPU generator
-gives the same views whatever device ``x`` is on (keys are drawn on the generator's device).
+the dropped timepoints are the ``n_drop_i`` smallest keys of each scan (equal keys, which
+float32 draws can produce, are ordered by position: row ``t`` has key ``key + t * 2**-40``), the
+kept rows are gathered and FC follows with the kernel of :mod:`bmlib.connectivity`. On CPU the
+selection is a compiled numba pass per view (no sort) and the gather is fused into the FC
+kernel; elsewhere, or without numba, one batched ``topk`` gives the same rows. The same seed on
+the same device gives the same views; a CPU generator gives the same views whatever device
+``x`` is on (keys are drawn on the generator's device).
 
 Scans too short for the request are refused with a message naming the scan, its length and
 the minimum (``min_timepoints``, default 20): FC from a handful of timepoints is noise.
@@ -33,6 +36,7 @@ from torch.utils.data import Dataset
 if TYPE_CHECKING:
     import pandas as pd
 
+from bmlib import _fc_kernels
 from bmlib.connectivity import (
     FISHER_Z_CLIP,
     ConstantPolicy,
@@ -212,17 +216,21 @@ def view_indices(
             index = positions.expand(n_views, batch, t_max).clone()
             return ViewIndices(index=index, counts=counts.expand(n_views, batch).clone())
         k_max = int(counts.max())
+        index = torch.empty((n_views, batch, k_max), dtype=torch.int64, device=dev)
+        keys = torch.rand((n_views, batch, t_max), generator=generator, device=draw_device).to(dev)
+        kern = _fc_kernels.kernels() if dev.type == "cpu" else None
+        if kern is not None:  # compiled, one view per worker; the same views as the torch code below
+            keys_np, index_np, lt_np, n_drop_np = keys.numpy(), index.numpy(), lt.numpy(), n_drop.numpy()
+            _parallel_map(lambda v: kern.drop_index(keys_np[v:v + 1], lt_np, n_drop_np, index_np[v:v + 1]),
+                          range(n_views), dev)
+            return ViewIndices(index=index, counts=counts.expand(n_views, batch).clone())
         valid = positions < lt[:, None]  # (B, T)
         chosen = torch.arange(k_drop, device=dev) < n_drop[:, None]  # (B, k): the first n_drop_i
-        index = torch.empty((n_views, batch, k_max), dtype=torch.int64, device=dev)
-        # On CPU, the work runs on bmlib's single-threaded workers (see bmlib.connectivity):
-        # small multi-threaded ops stall on a busy machine. Results do not depend on threads.
-        keys = _parallel_map(
-            lambda _: torch.rand((n_views, batch, t_max), generator=generator, device=draw_device),
-            [None], dev)[0].to(dev)
+        # ties between equal float32 keys are broken by position (exact in float64)
+        tie_break = positions.to(torch.float64) * _fc_kernels.TIE_STEP
 
         def one_view(v: int) -> None:
-            k = keys[v].masked_fill(~valid, 2.0)  # padding is never among the smallest keys
+            k = (keys[v].to(torch.float64) + tie_break).masked_fill_(~valid, 2.0)  # padding: never dropped
             smallest = k.topk(k_drop, dim=-1, largest=False, sorted=True).indices  # (B, k)
             drop = torch.zeros((batch, t_max), dtype=torch.bool, device=dev)
             drop.scatter_(-1, smallest, chosen)

