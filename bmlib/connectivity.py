@@ -90,7 +90,7 @@ _ESTIMATORS = ("empirical", "ledoit_wolf")
 _DIAGONALS = ("ones", "zeros")
 _CONSTANT_POLICIES = ("raise", "zero")
 _KINDS = ("correlation", "covariance")
-_CPU_CHUNK_BYTES = 4 * 1024 * 1024  # scans per chunk (measured best of 1-8 MiB with the shared queue)
+_CPU_CHUNK_BYTES = 4 * 1024 * 1024  # largest chunk of scans (measured: 1-2 MiB slower, 8 MiB the same)
 _LIST_BLOCK = 256  # scans padded together by fc_list / the estimator
 _N_PROBES = 16  # rows averaged for the centring offset
 _MAX_OFFSET_RATIO = 16.0  # centre exactly when n (mean - offset)^2 > this * centred sum of squares
@@ -265,23 +265,24 @@ def _parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], device: torch.
     return [fut.result() for fut in futures]
 
 
-def _run_chunks(starts: list[Any], fn: Callable[[Any], None], device: torch.device) -> None:
+def _run_chunks(chunks: list[Any], fn: Callable[[Any], None], device: torch.device) -> None:
     """``fn(chunk)`` for every chunk; on CPU one task per worker, each taking the next chunk.
 
-    One wake-up per worker per call instead of one per chunk (a thread hand-off costs tens of
-    microseconds on a virtual machine; measured 0.60 -> 0.63 of the matmul rate at T=200).
+    One wake-up per worker per call instead of one per chunk (a thread hand-off costs tens to
+    hundreds of microseconds on a virtual machine), and a worker on a slower core simply takes
+    fewer chunks.
     """
-    workers = min(len(starts), max(1, torch.get_num_threads()))
-    order = iter(starts)  # shared queue: a worker takes the next chunk when done with one
+    workers = min(len(chunks), max(1, torch.get_num_threads()))
+    order = iter(chunks)  # shared queue
     lock = threading.Lock()
 
     def drain(_: int) -> None:
         while True:
             with lock:
-                start = next(order, None)
-            if start is None:
+                chunk = next(order, None)
+            if chunk is None:
                 return
-            fn(start)
+            fn(chunk)
 
     _parallel_map(drain, range(workers), device)
 
@@ -411,8 +412,9 @@ def _connectivity(
             start, stop = span
             c = stop - start
             buf = _buffer(x, (c, n_rows, n_rois))
-            invalid = (rows[None, :] >= counts[start:stop, None])[:, :, None] if masked else None
             fused = kern is not None and not exact
+            need_mask = masked and (not fused or fourth_all is not None)  # the kernel zeroes padding
+            invalid = (rows[None, :] >= counts[start:stop, None])[:, :, None] if need_mask else None
             if fused:  # one pass: gather, subtract the probe offset, sum (rows >= count zeroed)
                 bad = kern.centre(x_np[start:stop], index_np if index is None else index_np[start:stop],
                                   counts_np[start:stop], used, step, _N_PROBES, buf.numpy(),
