@@ -26,7 +26,10 @@ Slow methods run on the first ``--slow-batch`` scans (default 32); rates are per
 they compare directly. Rounds are interleaved (every method once per round, each timed call
 preceded by an untimed one, so that idle threads of the method before, still spinning, do not
 count against it) and the best round is reported (the machine may be shared; the best round
-is the least disturbed), with the median next to it. Torch threads are left at their default;
+is the least disturbed), with the median next to it. ``/matmul`` divides the best rates;
+``paired`` is the median over rounds of the ratio to the matmul rate of the same round, which
+cancels the machine's drifts in speed between rounds (2x on a shared VM), and is what the target
+is judged on. Torch threads are left at their default;
 numpy/scipy BLAS runs single-threaded for the nilearn and numpy methods (faster for them, see
 ``_one_blas_thread``).
 
@@ -150,12 +153,16 @@ def run(batch: int, n_rois: int, lengths: list[int], rounds: int, warmup: int, s
             warnings.simplefilter("ignore")
             rates = measure(methods, rounds, warmup, clock)
         best = {k: max(v) for k, v in rates.items()}
+        mm = rates["matmul (limit)"]
         for name, values in rates.items():
             rows.append({
                 "method": name, "n_timepoints": n_t, "n_rois": n_rois,
                 "batch": batch if name.startswith(("matmul", "bmlib", "torch")) else len(series),
                 "fc_per_s": best[name], "fc_per_s_median": statistics.median(values),
                 "ratio_to_matmul": best[name] / best["matmul (limit)"],
+                # same-round ratios: both measured within milliseconds, so drifts of the machine's
+                # speed between rounds cancel
+                "paired_ratio_to_matmul": statistics.median(v / m for v, m in zip(values, mm)),
                 "ratio_to_nilearn_default": (best[name] / best["nilearn default (LW)"]
                                              if "nilearn default (LW)" in best else None),
                 "max_abs_err_vs_float64": err_fc if name == "bmlib batch_fc" else None,
@@ -164,22 +171,23 @@ def run(batch: int, n_rois: int, lengths: list[int], rounds: int, warmup: int, s
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    header = f"{'method':26s} {'T':>5s} {'FC/s best':>10s} {'median':>9s} {'/matmul':>8s} {'/nilearn':>9s}"
+    header = (f"{'method':26s} {'T':>5s} {'FC/s best':>10s} {'median':>9s} {'/matmul':>8s} "
+              f"{'paired':>7s} {'/nilearn':>9s}")
     print(header)
     print("-" * len(header))
     for r in rows:
         nl = r["ratio_to_nilearn_default"]
         print(f"{r['method']:26s} {r['n_timepoints']:5d} {r['fc_per_s']:10.0f} "
-              f"{r['fc_per_s_median']:9.0f} {r['ratio_to_matmul']:8.2f} "
+              f"{r['fc_per_s_median']:9.0f} {r['ratio_to_matmul']:8.2f} {r['paired_ratio_to_matmul']:7.2f} "
               f"{'' if nl is None else f'{nl:9.1f}'}")
     for r in rows:
         if r["max_abs_err_vs_float64"] is not None:
             print(f"batch_fc float32 max |error| vs numpy float64 at T={r['n_timepoints']}: "
                   f"{r['max_abs_err_vs_float64']:.1e}")
     ok = [r for r in rows if r["method"].startswith("bmlib")]
-    verdict = all(r["ratio_to_matmul"] >= TARGET_RATIO for r in ok)
-    print(f"target (bmlib FC and pFC >= {TARGET_RATIO:.0%} of matmul at every T): "
-          f"{'met' if verdict else 'NOT met'}")
+    verdict = all(r["paired_ratio_to_matmul"] >= TARGET_RATIO for r in ok)
+    print(f"target (bmlib FC and pFC >= {TARGET_RATIO:.0%} of matmul at every T, median of the "
+          f"same-round ratios): {'met' if verdict else 'NOT met'}")
 
 
 def _load() -> str:

@@ -105,20 +105,36 @@ def _compile(numba: Any) -> SimpleNamespace:
                 s[r] = acc[r]
         return -1
 
-    def normalise(gram: np.ndarray, sums: np.ndarray, counts: np.ndarray, sumsq: np.ndarray,
-                  diagonal: float) -> None:
-        """Cross products of offset-centred rows -> clipped Pearson r, in place; fills ``sumsq``."""
+    def normalise(gram: np.ndarray, sums: np.ndarray, counts: np.ndarray, offsets: np.ndarray,
+                  sumsq: np.ndarray, means: np.ndarray, diagonal: float, max_ratio: float,
+                  tiny: float) -> int:
+        """Cross products of offset-centred rows -> clipped Pearson r, in place.
+
+        Fills ``sumsq`` (centred sums of squares) and ``means``, and screens every ROI as the
+        torch path does: it is flagged when ``sumsq`` is not finite or not above
+        ``max(sum^2 / (n max_ratio), n mean^2 tiny)`` (offset too far from the mean, or a
+        constant series). Returns the number of flagged ROIs; their values are redone or
+        reported by the caller.
+        """
         c, n_r, _ = gram.shape
         inv = np.empty(n_r, dtype=gram.dtype)
         u = np.empty(n_r, dtype=gram.dtype)
+        flagged = 0
         for b in range(c):
             g = gram[b]
-            root_n = math.sqrt(counts[b])
+            n = counts[b]
+            root_n = math.sqrt(n)
             for i in range(n_r):
-                scaled = sums[b, i] / root_n  # sqrt(n) (mean - offset)
+                s = sums[b, i]
+                scaled = s / root_n  # sqrt(n) (mean - offset)
                 var = g[i, i] - scaled * scaled  # centred sum of squares
                 sumsq[b, i] = var
-                inv[i] = 1.0 / math.sqrt(var)  # inf / nan for constant or bad ROIs: screened later
+                mean = offsets[b, i] + s / n
+                means[b, i] = mean
+                limit = max(s * s / (n * max_ratio), mean * mean * n * tiny)
+                if not (var > limit and var < math.inf):  # NaN fails both comparisons
+                    flagged += 1
+                inv[i] = 1.0 / math.sqrt(var)  # inf / nan for flagged ROIs: fixed by the caller
                 u[i] = scaled * inv[i]
             for i in range(n_r):
                 row = g[i]
@@ -128,6 +144,7 @@ def _compile(numba: Any) -> SimpleNamespace:
                     r = row[j] * (d_i * inv[j]) - u_i * u[j]
                     row[j] = min(1.0, max(-1.0, r))
                 row[i] = diagonal
+        return flagged
 
     def drop_index(keys: np.ndarray, lengths: np.ndarray, n_drop: np.ndarray, index: np.ndarray) -> None:
         """Kept timepoints of drop views: all but the ``n_drop[b]`` smallest keys, in order.

@@ -407,6 +407,8 @@ def _connectivity(
             counts_np = counts.contiguous().numpy()
             offsets_np = offsets.view(batch, n_rois).numpy()
             sums_np, sumsq_np, gram_np = sums.numpy(), sumsq.numpy(), gram_all.detach().numpy()
+            means_np = means.numpy()
+        flagged: list[int] = []  # ROIs the normalise kernel flagged, per chunk
 
         def run_chunk(span: tuple[int, int], exact: bool = False) -> None:
             start, stop = span
@@ -440,9 +442,11 @@ def _connectivity(
                     z.masked_fill_(invalid, 0.0)
                 zsum = torch.sum(z, 1, out=sums[start:stop])  # (c, R)
             gram = torch.bmm(z.mT, z, out=gram_all[start:stop])  # Z^T Z (c, R, R)
-            if fused and fast_corr:  # one pass: scale, subtract u u^T, clip, set the diagonal
-                kern.normalise(gram_np[start:stop], sums_np[start:stop], counts_np[start:stop],
-                               sumsq_np[start:stop], value)
+            if fused and fast_corr:  # one pass: scale, subtract u u^T, clip, set the diagonal, screen
+                flagged.append(kern.normalise(
+                    gram_np[start:stop], sums_np[start:stop], counts_np[start:stop],
+                    offsets_np[start:stop], sumsq_np[start:stop], means_np[start:stop], value,
+                    _MAX_OFFSET_RATIO, tiny))
                 if fisher_z:
                     _fisher_z_symmetric_(gram, clip)
                 return
@@ -470,11 +474,15 @@ def _connectivity(
                 gram.addcmul_(scaled.mT, scaled, value=-1.0)  # centred cross products
 
         _run_chunks(bounds, run_chunk, x.device)
-        torch.addcmul(offsets[:, 0], sums, inv_n, out=means)
-        # screen (B, R) statistics: precision lost to the offset (n (mean - offset)^2 > 16 var),
-        # constant ROIs (var <= n (32 eps mean)^2), NaN/inf (comparisons with NaN are False)
-        limit = torch.maximum(sums * sums * (inv_n / _MAX_OFFSET_RATIO), means * means * (n_all[:, None] * tiny))
-        suspicious = not bool(((sumsq > limit) & (sumsq < math.inf)).all())  # one host sync
+        if kern is not None and fast_corr:  # the kernel screened every ROI and filled the means
+            suspicious = sum(flagged) > 0
+        else:
+            torch.addcmul(offsets[:, 0], sums, inv_n, out=means)
+            # screen (B, R) statistics: precision lost to the offset (n (mean - offset)^2 > 16 var),
+            # constant ROIs (var <= n (32 eps mean)^2), NaN/inf (comparisons with NaN are False)
+            limit = torch.maximum(sums * sums * (inv_n / _MAX_OFFSET_RATIO),
+                                  means * means * (n_all[:, None] * tiny))
+            suspicious = not bool(((sumsq > limit) & (sumsq < math.inf)).all())  # one host sync
         if suspicious:  # rare: redo the chunks whose offset cost precision, exactly
             lost = (sums**2 * inv_n > _MAX_OFFSET_RATIO * sumsq).any(1)  # (B,)
             if bool(lost.any()):

@@ -486,3 +486,6 @@ def test_fc_benchmark_script_runs(tmp_path, capsys: pytest.CaptureFixture[str]) 
     rows = json.loads(out.read_text())["rows"]
     assert {r["method"] for r in rows} >= {"matmul (limit)", "bmlib batch_fc", "numpy corrcoef loop"}
     assert all(r["fc_per_s"] > 0 for r in rows)
+    mm = next(r for r in rows if r["method"] == "matmul (limit)")
+    assert mm["ratio_to_matmul"] == 1.0 and mm["paired_ratio_to_matmul"] == 1.0
+    assert all(r["paired_ratio_to_matmul"] > 0 for r in rows)
