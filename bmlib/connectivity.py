@@ -175,20 +175,26 @@ def _check_lengths(
 # the batched kernel
 # --------------------------------------------------------------------------------------------
 def _chunk_bounds(device: torch.device, n_rows: int, n_rois: int, itemsize: int,
-                  batch: int) -> list[tuple[int, int]]:
-    """``(start, stop)`` of each chunk of scans: at most ``_CPU_CHUNK_BYTES``, shrinking at the end.
+                  batch: int, guided: bool = True) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each chunk of scans: at most ``_CPU_CHUNK_BYTES``.
 
-    Guided schedule: each chunk holds ``1/(2 W)`` of the scans still left (W workers), between
+    ``guided``: each chunk holds ``1/(2 W)`` of the scans still left (W workers), between
     ``_CPU_CHUNK_BYTES / 8`` and ``_CPU_CHUNK_BYTES``, so the last chunks are small and the
-    workers finish together (a worker on a slower core takes fewer chunks). One chunk on other
-    devices.
+    workers finish together (a worker on a slower core takes fewer chunks); used with the
+    compiled kernels, which make few calls per chunk. Otherwise equal chunks, as many as a
+    multiple of W (the torch path runs a dozen ops per chunk: fewer chunks measured faster).
+    One chunk on other devices.
     """
     if device.type != "cpu":
         return [(0, batch)]
     workers = max(1, torch.get_num_threads())
     per_scan = max(1, n_rows * n_rois * itemsize)
     most = max(1, _CPU_CHUNK_BYTES // per_scan)
-    if workers == 1:
+    if not guided:
+        n_chunks = math.ceil(batch / most)
+        n_chunks = min(batch, workers * math.ceil(n_chunks / workers))
+        most = max(1, math.ceil(batch / n_chunks))
+    if workers == 1 or not guided:
         return [(start, min(batch, start + most)) for start in range(0, batch, most)]
     least = max(1, most // 8)
     bounds: list[tuple[int, int]] = []
@@ -398,9 +404,9 @@ def _connectivity(
         used = int(counts.min())
         step = max(1, used // _N_PROBES)
         tiny = (CONSTANT_TOLERANCE * torch.finfo(x.dtype).eps) ** 2 if kind == "correlation" else 0.0
-        bounds = _chunk_bounds(x.device, n_rows, n_rois, x.element_size(), batch)
         # fused numba kernels for the memory-bound passes (CPU, float32/64; see _fc_kernels)
         kern = _fc_kernels.kernels() if x.device.type == "cpu" and x.dtype in _KERNEL_DTYPES else None
+        bounds = _chunk_bounds(x.device, n_rows, n_rois, x.element_size(), batch, guided=kern is not None)
         if kern is not None:
             x_np = x.detach().contiguous().numpy()
             index_np = _NO_INDEX if index is None else index.detach().contiguous().numpy()
