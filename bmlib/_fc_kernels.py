@@ -3,9 +3,9 @@
 :func:`bmlib.connectivity.batch_fc` and the pFC views spend, besides the cross-product matrix
 multiply (``torch.bmm``, MKL), their time in memory-bound passes over each chunk of scans:
 subtract the centring offset, sum the centred values, then scale, correct and clip the
-``(R, R)`` products. As separate torch ops these are eight passes, each a call that has to
-re-take the GIL in the worker thread. Here they are two passes, each one call that releases
-the GIL:
+``(R, R)`` products, then screen each ROI. As separate torch ops these are a dozen calls per
+chunk, each of which has to re-take the GIL in its worker thread. Here they are two passes,
+each one call that releases the GIL:
 
 :func:`centre`
     Gathers the used rows of each scan (pFC views), subtracts the offset (the mean of the same
@@ -14,12 +14,16 @@ the GIL:
     Turns the cross products ``G = Z^T Z`` into Pearson correlation in place:
     ``r_ij = G_ij (d_i d_j) - u_i u_j`` with ``d = 1 / sqrt(var)`` and ``u = d (mean - offset)
     sqrt(n)``, clipped to ``[-1, 1]``, diagonal set. Every factor is symmetric and no fused
-    multiply-add is allowed (no fast-math), so ``r`` is exactly symmetric when ``G`` is.
+    multiply-add is allowed (no fast-math), so ``r`` is exactly symmetric when ``G`` is. It also
+    screens each ROI (offset too far from the mean, constant, NaN/inf) as the torch path does.
+
+A third kernel, ``drop_index``, picks the kept rows of pFC drop views (see :mod:`bmlib.pfc`).
 
 The results equal the torch path to float rounding (tested in ``tests/test_connectivity.py``,
 which runs both). :func:`kernels` returns ``None`` when numba is missing or broken, or when
 ``BMLIB_NUMBA=0`` is set in the environment; the torch path is used then. Compiled code is
-cached on disk by numba (first use in a fresh environment compiles for about a second).
+cached on disk by numba (first use after installation compiles for about five seconds, later
+processes load it in about half a second).
 """
 
 from __future__ import annotations
@@ -192,7 +196,7 @@ def _compile(numba: Any) -> SimpleNamespace:
 
 
 def kernels() -> SimpleNamespace | None:
-    """The compiled kernels (``centre``, ``normalise``), or ``None`` to use the torch path."""
+    """The compiled kernels (``centre``, ``normalise``, ``drop_index``), or ``None`` for the torch path."""
     global _KERNELS, _TRIED
     if not enabled():
         return None
@@ -202,10 +206,9 @@ def kernels() -> SimpleNamespace | None:
         if not _TRIED:
             try:
                 import numba
-            except Exception as err:  # missing, or incompatible with this numpy
-                if not isinstance(err, ImportError):
-                    warnings.warn(f"numba unusable ({err}); FC uses the slower torch path",
-                                  RuntimeWarning, stacklevel=2)
+            except Exception as err:  # missing (it is a dependency), or incompatible with this numpy
+                warnings.warn(f"numba is not usable ({err}); FC uses the slower torch path",
+                              RuntimeWarning, stacklevel=2)
                 numba = None
             _KERNELS = _compile(numba) if numba is not None else None
             _TRIED = True
