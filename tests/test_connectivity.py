@@ -413,6 +413,21 @@ def test_compiled_kernels_are_installed_and_used(monkeypatch: pytest.MonkeyPatch
     assert _fc_kernels.kernels() is None  # the switch to the torch path
 
 
+def test_missing_numba_warns_and_falls_back_to_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from bmlib import _fc_kernels
+
+    x = torch.randn(4, 60, 6, generator=torch.Generator().manual_seed(33))
+    expected = batch_fc(x)
+    monkeypatch.setitem(sys.modules, "numba", None)  # "import numba" raises ImportError
+    monkeypatch.setattr(_fc_kernels, "_TRIED", False)
+    monkeypatch.setattr(_fc_kernels, "_KERNELS", None)
+    with pytest.warns(RuntimeWarning, match="numba is not usable .*slower torch path"):
+        assert _fc_kernels.kernels() is None
+    torch.testing.assert_close(batch_fc(x), expected, atol=2e-6, rtol=0)
+
+
 @pytest.mark.parametrize("dtype,atol", [(torch.float32, 2e-6), (torch.float64, 1e-12)])
 @pytest.mark.parametrize("options", [{}, {"fisher_z": True}, {"diagonal": "zeros"},
                                      {"fisher_z": True, "diagonal": "zeros"}])
