@@ -39,7 +39,7 @@ keeps float32 accurate on raw BOLD intensities (mean ~10^4 times the standard de
 textbook ``X^T X - n mu mu^T`` would lose every digit; scans where the offset is too far from the
 mean are redone with exact two-pass centring. On CPU, for float32/float64, the memory-bound passes
 around the matrix product run as two compiled numba kernels (:mod:`bmlib._fc_kernels`: gather,
-centre and sum in one pass; scale, correct, clip and set the diagonal in another); without numba,
+centre and sum in one pass; scale, correct, clip, set the diagonal and screen in another); without numba,
 or with ``BMLIB_NUMBA=0``, the same steps run as torch ops. The chunks are shared by
 ``torch.get_num_threads()`` worker threads, each running single-threaded ops and taking the next
 chunk when done (guided sizes: the last chunks are small, so the workers finish together); this
